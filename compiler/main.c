@@ -1,0 +1,125 @@
+/* main.c - the vxc command line: parses options, runs the front end, prints diagnostics and
+ * whatever was asked for. Exit codes: 0 success, 1 errors in the input, 2 usage or I/O. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "front.h"
+#include "lex.h"
+
+#ifndef VX_VERSION
+#define VX_VERSION "0.0.0-dev"
+#endif
+
+typedef enum Emit { EMIT_NONE, EMIT_TOKENS, EMIT_AST } Emit;
+
+typedef struct Options {
+  const char *input;
+  Emit emit;
+  DiagFormat format;
+  bool check;
+} Options;
+
+static void usage(FILE *out) {
+  fputs("usage: vxc [options] FILE.vx\n"
+        "\n"
+        "Compiles a sparse-attention policy written in .vx.\n"
+        "\n"
+        "options:\n"
+        "  --check               parse and check FILE, print diagnostics only\n"
+        "  --emit=tokens         print the tokens of FILE (line:col kind text)\n"
+        "  --emit=ast            print the checked syntax tree of FILE\n"
+        "  --diagnostics=text    diagnostics as file:line:col: error: message (default)\n"
+        "  --diagnostics=json    one JSON object per diagnostic on stderr\n"
+        "  --help                show this help\n"
+        "  --version             show the version\n"
+        "\n"
+        "exit status: 0 success, 1 errors in the input, 2 usage or I/O errors\n",
+        out);
+}
+
+static int usage_error(const char *fmt, const char *arg) {
+  fputs("vxc: ", stderr);
+  fprintf(stderr, fmt, arg);
+  fputs("\nTry 'vxc --help'.\n", stderr);
+  return 2;
+}
+
+/* Returns -1 when the options are good, else the exit code. */
+static int parse_options(int argc, char **argv, Options *o) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--version")) {
+      printf("vxc %s\n", VX_VERSION);
+      return 0;
+    } else if (!strcmp(a, "--check")) {
+      o->check = true;
+    } else if (!strcmp(a, "--emit=tokens")) {
+      o->emit = EMIT_TOKENS;
+    } else if (!strcmp(a, "--emit=ast")) {
+      o->emit = EMIT_AST;
+    } else if (!strncmp(a, "--emit=", 7)) {
+      return usage_error("unknown --emit kind '%s' (expected tokens or ast)", a + 7);
+    } else if (!strcmp(a, "--diagnostics=json")) {
+      o->format = DIAG_JSON;
+    } else if (!strcmp(a, "--diagnostics=text")) {
+      o->format = DIAG_TEXT;
+    } else if (!strncmp(a, "--diagnostics=", 14)) {
+      return usage_error("unknown diagnostics format '%s' (expected text or json)", a + 14);
+    } else if (a[0] == '-' && a[1] != '\0') {
+      return usage_error("unknown option '%s'", a);
+    } else if (o->input) {
+      return usage_error("more than one input file ('%s')", a);
+    } else {
+      o->input = a;
+    }
+  }
+  if (!o->input)
+    return usage_error("%s", "no input file");
+  if (o->check && o->emit != EMIT_NONE)
+    return usage_error("%s", "--check and --emit exclude each other");
+  return -1;
+}
+
+static void print_tokens(const Compilation *c) {
+  Diags scratch;
+  diag_init(&scratch, (Arena *)&c->arena, &c->src);
+  Lexer lx;
+  lex_init(&lx, &c->src, &scratch);
+  for (;;) {
+    Token t = lex_next(&lx);
+    if (t.kind == 0)
+      break;
+    int line, col;
+    source_position(&c->src, t.span.off, &line, &col);
+    printf("%d:%d %s %.*s\n", line, col, lex_kind_name(t.kind), t.span.len,
+           c->src.text + t.span.off);
+  }
+}
+
+int main(int argc, char **argv) {
+  Options o = {0};
+  int rc = parse_options(argc, argv, &o);
+  if (rc >= 0)
+    return rc;
+  char *text;
+  int len;
+  const char *error;
+  if (!front_read_file(o.input, &text, &len, &error)) {
+    fprintf(stderr, "vxc: cannot read '%s': %s\n", o.input, error);
+    return 2;
+  }
+  Compilation c;
+  int nerrors = front_compile(&c, o.input, text, len);
+  free(text);
+  diag_render(&c.diags, stderr, o.format);
+  if (o.emit == EMIT_TOKENS)
+    print_tokens(&c);
+  else if (o.emit == EMIT_AST && c.policy && nerrors == 0)
+    ast_print(stdout, c.policy, true);
+  front_destroy(&c);
+  return nerrors ? 1 : 0;
+}

@@ -1,0 +1,75 @@
+/* parse.c - feeds the re2c lexer's tokens to the Lemon parser (grammar/parser.y) and turns
+ * syntax errors into diagnostics that say what was found and, where the context makes it
+ * clear, what was expected. No semantic checks here. */
+#include "parse.h"
+
+#include <stdlib.h>
+
+#include "parser.h"
+
+void *vxParseAlloc(void *(*alloc)(size_t), ParseCtx *ctx);
+void vxParse(void *parser, int kind, Token tok, ParseCtx *ctx);
+void vxParseFree(void *parser, void (*release)(void *));
+
+static int token_text_len(const Token *t) { return t->span.len > 24 ? 24 : t->span.len; }
+
+void parse_syntax_error(ParseCtx *ctx, Token tok) {
+  const char *text = ctx->b.text;
+  if (tok.kind == 0) {
+    Span at = {ctx->prev.span.off + ctx->prev.span.len, 0};
+    Diagnostic *d = diag_error(ctx->diags, at, "E0201", "unexpected end of file");
+    if (ctx->policy == NULL)
+      diag_hint(ctx->diags, d, "is a ';' or the policy's closing '}' missing?");
+    return;
+  }
+  bool after_item_end = ctx->prev.kind == TK_SEMI || ctx->prev.kind == TK_LBRACE ||
+                        ctx->prev.kind == TK_RBRACE || ctx->prev.kind == 0;
+  if (lex_is_item_keyword(tok.kind) && !after_item_end) {
+    Span at = {ctx->prev.span.off + ctx->prev.span.len, 1};
+    Diagnostic *d = diag_error(ctx->diags, at, "E0202", "expected ';' before %s",
+                               lex_kind_name(tok.kind));
+    diag_note(ctx->diags, d, tok.span, "the next item starts here");
+    return;
+  }
+  Diagnostic *d;
+  if (tok.kind == TK_IDENT || tok.kind == TK_INT || tok.kind == TK_FLOAT || tok.kind == TK_DTYPE)
+    d = diag_error(ctx->diags, tok.span, "E0203", "unexpected %s '%.*s'", lex_kind_name(tok.kind),
+                   token_text_len(&tok), text + tok.span.off);
+  else
+    d = diag_error(ctx->diags, tok.span, "E0203", "unexpected %s", lex_kind_name(tok.kind));
+  if (ctx->prev.kind == 0 && tok.kind != TK_POLICY)
+    diag_hint(ctx->diags, d, "a .vx file holds one 'policy NAME { ... }'");
+  else if (ctx->prev.kind == TK_RP && (tok.kind == TK_IDENT || tok.kind == TK_LP))
+    diag_hint(ctx->diags, d, "reductions take their axes in brackets: 'sum[c] x', not 'sum(c) x'");
+  else if (tok.kind == TK_LBRACKET && ctx->prev.kind == TK_RBRACKET)
+    diag_hint(ctx->diags, d, "subscripts go in one bracket pair: 'k[p, t, c]'");
+}
+
+void parse_stack_overflow(ParseCtx *ctx) {
+  Span at = ctx->prev.span;
+  diag_error(ctx->diags, at, "E0204", "expression nested too deeply");
+  ctx->overflow = true;
+}
+
+Node *parse_source(Arena *arena, const Source *src, Diags *diags) {
+  ParseCtx ctx = {0};
+  ctx.b.arena = arena;
+  ctx.b.text = src->text;
+  ctx.diags = diags;
+  Lexer lx;
+  lex_init(&lx, src, diags);
+  void *parser = vxParseAlloc(malloc, &ctx);
+  if (!parser)
+    return NULL;
+  for (;;) {
+    Token tok = lex_next(&lx);
+    vxParse(parser, tok.kind, tok, &ctx);
+    if (tok.kind == 0 || ctx.failed || ctx.overflow)
+      break;
+    ctx.prev = tok;
+  }
+  vxParseFree(parser, free);
+  if (ctx.failed || ctx.overflow)
+    return NULL;
+  return ctx.policy;
+}

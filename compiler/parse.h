@@ -1,0 +1,37 @@
+/* parse.h - drives the re2c lexer into the Lemon parser and returns the policy's AST.
+ * Included by the generated parser.c for the context type; holds no grammar itself. */
+#ifndef VX_PARSE_H
+#define VX_PARSE_H
+
+#include <stdbool.h>
+
+#include "ast.h"
+#include "diag.h"
+#include "lex.h"
+
+/* A keyword token with what the grammar learned from it. */
+typedef struct KwTok {
+  Span span;
+  Stage stage;
+  Unit unit;
+  Reduction red;
+  Op op;
+} KwTok;
+
+typedef struct ParseCtx {
+  AstBuilder b;
+  Diags *diags;
+  Node *policy;
+  Token prev;     /* the last token handed to the parser before the current one */
+  bool failed;    /* the parser gave up */
+  bool overflow;  /* nesting beyond the parser's stack */
+} ParseCtx;
+
+/* Parses src; returns the policy, or NULL when the input has no usable policy. Errors go to
+ * diags. Nodes are allocated in arena. */
+Node *parse_source(Arena *arena, const Source *src, Diags *diags);
+
+void parse_syntax_error(ParseCtx *ctx, Token tok);
+void parse_stack_overflow(ParseCtx *ctx);
+
+#endif
