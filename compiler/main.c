@@ -6,12 +6,14 @@
 
 #include "front.h"
 #include "lex.h"
+#include "lower.h"
+#include "pass.h"
 
 #ifndef VX_VERSION
 #define VX_VERSION "0.0.0-dev"
 #endif
 
-typedef enum Emit { EMIT_NONE, EMIT_TOKENS, EMIT_AST } Emit;
+typedef enum Emit { EMIT_NONE, EMIT_TOKENS, EMIT_AST, EMIT_IR } Emit;
 
 typedef struct Options {
   const char *input;
@@ -29,12 +31,14 @@ static void usage(FILE *out) {
         "  --check               parse and check FILE, print diagnostics only\n"
         "  --emit=tokens         print the tokens of FILE (line:col kind text)\n"
         "  --emit=ast            print the checked syntax tree of FILE\n"
+        "  --emit=ir             print FILE's VIR after the passes (docs/ir.md)\n"
         "  --diagnostics=text    diagnostics as file:line:col: error: message (default)\n"
         "  --diagnostics=json    one JSON object per diagnostic on stderr\n"
         "  --help                show this help\n"
         "  --version             show the version\n"
         "\n"
-        "exit status: 0 success, 1 errors in the input, 2 usage or I/O errors\n",
+        "exit status: 0 success, 1 errors in the input, 2 usage or I/O errors,\n"
+        "             3 internal compiler error\n",
         out);
 }
 
@@ -61,8 +65,10 @@ static int parse_options(int argc, char **argv, Options *o) {
       o->emit = EMIT_TOKENS;
     } else if (!strcmp(a, "--emit=ast")) {
       o->emit = EMIT_AST;
+    } else if (!strcmp(a, "--emit=ir")) {
+      o->emit = EMIT_IR;
     } else if (!strncmp(a, "--emit=", 7)) {
-      return usage_error("unknown --emit kind '%s' (expected tokens or ast)", a + 7);
+      return usage_error("unknown --emit kind '%s' (expected tokens, ast or ir)", a + 7);
     } else if (!strcmp(a, "--diagnostics=json")) {
       o->format = DIAG_JSON;
     } else if (!strcmp(a, "--diagnostics=text")) {
@@ -100,6 +106,17 @@ static void print_tokens(const Compilation *c) {
   }
 }
 
+/* Lowers and optimises; false when the verifier caught a compiler bug. */
+static bool emit_ir(Compilation *c) {
+  VirModule *m = lower_policy(&c->arena, c->policy);
+  if (pass_run(m, stderr)) {
+    fputs("vxc: internal error: invalid VIR (a compiler bug; please report it)\n", stderr);
+    return false;
+  }
+  vir_print(stdout, m);
+  return true;
+}
+
 int main(int argc, char **argv) {
   Options o = {0};
   int rc = parse_options(argc, argv, &o);
@@ -120,6 +137,8 @@ int main(int argc, char **argv) {
     print_tokens(&c);
   else if (o.emit == EMIT_AST && c.policy && nerrors == 0)
     ast_print(stdout, c.policy, true);
+  else if (o.emit == EMIT_IR && nerrors == 0 && !emit_ir(&c))
+    nerrors = -1;
   front_destroy(&c);
-  return nerrors ? 1 : 0;
+  return nerrors < 0 ? 3 : nerrors ? 1 : 0;
 }

@@ -1,0 +1,166 @@
+/* vir.h - VIR, the SSA tensor IR that sits between the checked AST and code generation.
+ *
+ * A value is a tensor over a named index domain: the set of axes it varies along (sorted
+ * by axis id). Operations broadcast over the union of their operands' domains; a reduction
+ * removes its axes; a load reads a tensor at subscripts (axes or integer values). A module
+ * holds the policy's params, tensors (inputs, fields, row state, consts, step temporaries)
+ * and kernels; a kernel is a list of stores, each computing one tensor from values in the
+ * kernel's blocks. Blocks split a kernel by how often their values are evaluated: once per
+ * row (the hoisted prologue) or once per element of the kernel's grid (pages or tokens).
+ * Built by lower.c, changed by the passes (pass_*.c), checked by vir_verify, printed by
+ * vir_print (vxc --emit=ir). VIR knows nothing of LLVM. */
+#ifndef VX_VIR_H
+#define VX_VIR_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "arena.h"
+#include "ast.h"
+
+typedef struct VirAxis {
+  int id;
+  const char *name;
+  const char *extent; /* canonical extent text (see sema.c) */
+  AxisRole role;
+} VirAxis;
+
+typedef enum VirTensorKind {
+  VT_INPUT,  /* q, k, v, logit, prob and the tensor intrinsics pos, from_end, kept */
+  VT_CONST,  /* const: made at load time */
+  VT_ROW,    /* row state */
+  VT_PAGE,   /* page field */
+  VT_TOKEN,  /* token field */
+  VT_STEP,   /* let / score: per decode step */
+} VirTensorKind;
+
+typedef struct VirTensor {
+  int id;
+  const char *name;
+  VirTensorKind kind;
+  int rank;
+  const char **extents;
+  DType dtype;
+  Type type;     /* the value type it holds in computation */
+  bool updated;  /* rewritten by the update kernel every step */
+  Node *init;    /* VT_CONST: gaussian(seed) / load("file") call, else NULL */
+} VirTensor;
+
+typedef enum VirOp {
+  VI_NUM,      /* literal: num */
+  VI_PARAM,    /* a load-time parameter: param */
+  VI_SCALAR,   /* a scalar intrinsic: name (D G P layer len npages prefill_len pi inf) */
+  VI_AXIS,     /* the integer index along axis */
+  VI_LOAD,     /* tensor[args...] (nargs = rank) */
+  VI_UNARY,    /* op args[0] */
+  VI_BINARY,   /* args[0] op args[1] */
+  VI_SELECT,   /* args[0] ? args[1] : args[2] */
+  VI_CALL,     /* name(args...) */
+  VI_REDUCE,   /* red over axes of args[0], filtered by args[1] when nargs == 2 */
+} VirOp;
+
+typedef struct VirValue VirValue;
+struct VirValue {
+  int id;
+  VirOp op;
+  Type type;
+  VirAxis **dom; /* the domain, sorted by axis id */
+  int ndom;
+  VirValue **args;
+  int nargs;
+  double num;
+  bool is_int;
+  const char *name;     /* VI_SCALAR, VI_CALL */
+  Node *param;          /* VI_PARAM: the ND_PARAM */
+  Op opcode;            /* VI_UNARY, VI_BINARY */
+  Reduction red;        /* VI_REDUCE */
+  VirAxis **axes;       /* VI_REDUCE: reduced (or, for softmax, normalised) axes */
+  int naxes;
+  VirAxis *axis;        /* VI_AXIS */
+  VirTensor *tensor;    /* VI_LOAD */
+  bool invariant;       /* depends on no page or token axis (set by pass_hoist) */
+  VirValue *next;       /* order within its block */
+};
+
+typedef struct VirStore VirStore;
+struct VirStore {
+  VirTensor *dst;
+  VirAxis **axes; /* one per dimension of dst */
+  Op op;          /* OP_ASSIGN, or OP_ADD/OP_SUB/OP_MUL for attend logit modifiers */
+  VirValue *value;
+  VirStore *next;
+};
+
+typedef struct VirBlock {
+  VirValue *first, *last;
+} VirBlock;
+
+typedef enum VirKernelKind {
+  VK_CONST,     /* consts computed from expressions, once when the policy is loaded */
+  VK_ROW,       /* row state, once per row at the end of prefill */
+  VK_SUMMARISE, /* page and token fields: all pages at prefill, the open page on append */
+  VK_SELECT,    /* lets, score and the selection, every step */
+  VK_ATTEND,    /* attention over the selection with the logit modifiers inlined */
+  VK_UPDATE,    /* state updates after attention */
+} VirKernelKind;
+
+typedef struct VirKernel VirKernel;
+struct VirKernel {
+  VirKernelKind kind;
+  VirBlock row;      /* evaluated once per row */
+  VirBlock each;     /* evaluated per grid element */
+  VirStore *stores;
+  VirKernel *next;
+};
+
+typedef struct VirKeep {
+  KeepKind kind;
+  VirValue *count; /* in units; NULL for generated */
+  Unit unit;
+  bool at_prefill;
+} VirKeep;
+
+typedef struct VirSelection {
+  NodeKind kind;       /* ND_TOP, ND_WHERE or ND_ALL */
+  VirTensor *scores;   /* ND_TOP: the ranked tensor */
+  VirValue *count;     /* ND_TOP: the budget */
+  Unit unit;
+  VirValue *cond;      /* ND_WHERE */
+} VirSelection;
+
+typedef struct VirModule {
+  Arena *arena;
+  const char *name;
+  Node **params;      /* the ND_PARAM nodes, in source order */
+  int nparams;
+  VirTensor **tensors;
+  int ntensors, cap_tensors;
+  VirKernel *kernels;
+  VirKeep *keeps;
+  int nkeeps;
+  VirSelection *selections;
+  int nselections;
+  bool per_head;
+  bool token_granular;   /* the selection picks tokens, not pages */
+  VirBlock scalars;      /* load-time scalars: keep counts, budgets, requires */
+  VirValue **requires;
+  int nrequires;
+  int next_value_id;
+  int next_axis_id;
+} VirModule;
+
+/* Builders used by lower.c and the passes. */
+VirModule *vir_module_new(Arena *arena, const char *name);
+VirTensor *vir_tensor_new(VirModule *m, const char *name, VirTensorKind kind, int rank);
+VirKernel *vir_kernel_get(VirModule *m, VirKernelKind kind);
+VirAxis *vir_axis_new(VirModule *m, const char *name, const char *extent, AxisRole role);
+/* Appends a value to block b, or returns an identical value already there (CSE). */
+VirValue *vir_emit(VirModule *m, VirBlock *b, VirValue *proto);
+void vir_store_add(VirModule *m, VirKernel *k, VirTensor *dst, VirAxis **axes, Op op, VirValue *value);
+const char *vir_kernel_kind_text(VirKernelKind kind);
+
+/* Checks the module's invariants; prints each violation to err; returns the count. */
+int vir_verify(const VirModule *m, FILE *err);
+void vir_print(FILE *out, const VirModule *m);
+
+#endif
