@@ -1,0 +1,63 @@
+/* fuzz_front.c - libFuzzer target over the whole front end: lexer, parser and checker, then
+ * every printer that runs on their results (diagnostics as text and as JSON, the token dump,
+ * the typed AST). The input is one .vx source; nothing it contains may crash, hang or trip
+ * AddressSanitizer/UBSan. Built only with -DVX_FUZZ=ON and clang (tests/fuzz/CMakeLists.txt);
+ * docs/fuzzing.md says how to run it. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "front.h"
+#include "lex.h"
+
+/* Printers write here: formatting runs in full, the bytes go nowhere. */
+static FILE *sink;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  (void)argc;
+  (void)argv;
+  sink = fopen("/dev/null", "w");
+  if (!sink) {
+    perror("fuzz_front: /dev/null");
+    abort();
+  }
+  return 0;
+}
+
+/* The token dump of vxc --emit=tokens: lexes the source again on its own. */
+static void dump_tokens(Compilation *c) {
+  Diags scratch;
+  diag_init(&scratch, &c->arena, &c->src);
+  Lexer lx;
+  lex_init(&lx, &c->src, &scratch);
+  for (;;) {
+    Token t = lex_next(&lx);
+    if (t.kind == 0)
+      break;
+    int line, col;
+    source_position(&c->src, t.span.off, &line, &col);
+    fprintf(sink, "%d:%d %s %.*s\n", line, col, lex_kind_name(t.kind), t.span.len,
+            c->src.text + t.span.off);
+  }
+  diag_render(&scratch, sink, DIAG_TEXT);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size > 64 * 1024) /* also capped by -max_len; longer inputs only slow the search */
+    return 0;
+  Compilation c;
+  int nerrors = front_compile(&c, "fuzz.vx", (const char *)data, (int)size);
+  if (nerrors != c.diags.nerrors)
+    abort();
+  diag_render(&c.diags, sink, DIAG_TEXT);
+  diag_render(&c.diags, sink, DIAG_JSON);
+  dump_tokens(&c);
+  if (c.policy) {
+    ast_print(sink, c.policy, false);
+    if (c.checked)
+      ast_print(sink, c.policy, true);
+  }
+  front_destroy(&c);
+  return 0;
+}
