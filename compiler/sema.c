@@ -148,6 +148,12 @@ static void insert(Sema *s, Symbol *sym) {
   s->count++;
 }
 
+/* The extent of an axis whose extent could not be learned because of an error that was
+ * already reported: it unifies with anything and is never reported again. */
+static const char UNKNOWN_EXTENT[] = "?";
+
+static bool extent_known(const char *extent) { return extent && strcmp(extent, UNKNOWN_EXTENT); }
+
 static void set_extent(Axis *a, const char *extent, Span at) {
   a->extent = extent;
   a->role = !strcmp(extent, "npages") ? AX_PAGE
@@ -347,10 +353,11 @@ static bool eval_extent(const Node *e, long long *out) {
 
 /* Learns or checks an axis's extent from a tensor dimension it subscripts. */
 static void unify(Sema *s, Axis *a, const Axis *dim, Span at) {
-  if (!dim->extent)
+  if (!extent_known(dim->extent))
     return;
-  if (!a->extent) {
+  if (!extent_known(a->extent)) {
     set_extent(a, dim->extent, at);
+    a->extent_expr = dim->extent_expr;
     return;
   }
   if (strcmp(a->extent, dim->extent)) {
@@ -380,6 +387,10 @@ static Axis *bind(Sema *s, Node *b, const char *implicit_extent) {
     Diagnostic *d = diag_error(s->diags, b->span, "E0409", "axis '%s' is already bound", b->name);
     diag_note(s->diags, d, outer->span, "'%s' is bound here", b->name);
     diag_hint(s->diags, d, "give the inner axis another name");
+    /* reads of the name go to the axis in scope; bind nothing new, so that the duplicate is
+     * not reported again as unused or uninferable */
+    b->axis = outer;
+    return outer;
   } else if (sym) {
     Diagnostic *d = diag_error(s->diags, b->span, "E0304", "axis '%s' would hide %s '%s'", b->name,
                                sym->kind == SYM_INTRINSIC ? "the built-in" : "the definition",
@@ -399,6 +410,7 @@ static Axis *bind(Sema *s, Node *b, const char *implicit_extent) {
                              "field starts with its page and token (npages, P)");
     } else {
       set_extent(a, text, b->lhs->span);
+      a->extent_expr = b->lhs;
     }
   }
   if (s->nscope < MAX_AXES_IN_SCOPE)
@@ -409,18 +421,34 @@ static Axis *bind(Sema *s, Node *b, const char *implicit_extent) {
   return a;
 }
 
-static void require_extent(Sema *s, Axis *a) {
+/* Reports an axis whose extent is still unknown once its scope is checked. When the scope
+ * had an error (quiet), the axis may have missed its subscript because of it: mark it
+ * without a second report. */
+static void require_extent(Sema *s, Axis *a, bool quiet) {
   if (a->extent)
     return;
+  if (quiet) {
+    a->extent = UNKNOWN_EXTENT;
+    return;
+  }
   Diagnostic *d = diag_error(s->diags, a->span, "E0401", "cannot infer the extent of axis '%s'",
                              a->name);
   diag_hint(s->diags, d, "use it to subscript a tensor, or annotate it: '%s: N'", a->name);
-  a->extent = "?";
+  a->extent = UNKNOWN_EXTENT;
 }
 
 /* ---- expressions ---- */
 
 static Type check_expr(Sema *s, Node *n);
+
+/* What a definition is called in messages: "the page field 'kmax'", not "the page 'kmax'". */
+static const char *def_noun(const Symbol *sym) {
+  static const char *const noun[] = {
+      [ST_CONST] = "const", [ST_ROW] = "row state", [ST_PAGE] = "page field",
+      [ST_TOKEN] = "token field", [ST_STEP] = "let", [ST_UPDATE] = "update",
+  };
+  return sym->def->is_score ? "score" : noun[sym->stage];
+}
 
 static bool readable(Sema *s, Symbol *sym, Span at) {
   if (sym->kind == SYM_INTRINSIC) {
@@ -475,10 +503,8 @@ static bool readable(Sema *s, Symbol *sym, Span at) {
   }
   if (!why)
     return true;
-  Diagnostic *d = diag_error(s->diags, at, "E0602", "%s %s '%s' cannot be read in %s",
-                             sym->stage == ST_STEP ? "the" : "the",
-                             sym->def->is_score ? "score" : ast_stage_text(sym->stage) , sym->name,
-                             ctx_text[s->ctx]);
+  Diagnostic *d = diag_error(s->diags, at, "E0602", "the %s '%s' cannot be read in %s",
+                             def_noun(sym), sym->name, ctx_text[s->ctx]);
   diag_note(s->diags, d, sym->def->span, "'%s' is defined here", sym->name);
   diag_hint(s->diags, d, "%s", why);
   return false;
@@ -523,6 +549,24 @@ static void check_own_page(Sema *s, Node *n, Symbol *sym) {
   }
 }
 
+/* The subscripts of a tensor that cannot be read at all (unknown name, scalar, wrong rank):
+ * their axes learn nothing here and are marked unknown, so that the mistake already reported
+ * is not reported again as "cannot infer the extent". */
+static void check_unusable_subscripts(Sema *s, Node *n) {
+  for (Node *a = n->list; a; a = a->next) {
+    Axis *ax = a->kind == ND_NAME ? find_axis(s, a->name) : NULL;
+    if (!ax) {
+      check_expr(s, a);
+      continue;
+    }
+    a->axis = ax;
+    a->type = TY_I32;
+    ax->uses++;
+    if (!ax->extent)
+      ax->extent = UNKNOWN_EXTENT;
+  }
+}
+
 static Type check_index(Sema *s, Node *n) {
   if (find_axis(s, n->name)) {
     diag_error(s->diags, n->span, "E0411", "'%s' is an axis, not a tensor; it cannot be subscripted",
@@ -532,30 +576,28 @@ static Type check_index(Sema *s, Node *n) {
     return TY_ERROR;
   }
   Symbol *sym = resolve(s, n);
-  if (!sym || !readable(s, sym, n->span) || sym->kind == SYM_PARAM || sym->rank == 0) {
-    if (sym && sym->rank == 0 && (sym->kind != SYM_INTRINSIC || readable(s, sym, n->span))) {
-      /* reported only if not already rejected as unreadable */
-    }
-    if (sym && (sym->kind == SYM_PARAM || sym->rank == 0))
+  bool can_read = sym && readable(s, sym, n->span);
+  if (sym && (sym->kind == SYM_PARAM || sym->rank == 0)) {
+    if (can_read)
       diag_error(s->diags, n->span, "E0404", "'%s' is a scalar; it takes no subscripts", n->name);
-    for (Node *a = n->list; a; a = a->next)
-      check_expr(s, a);
-    return TY_ERROR;
+    sym = NULL;
   }
-  n->sym = sym;
   int count = 0;
   for (Node *a = n->list; a; a = a->next)
     count++;
-  if (count != sym->rank) {
+  if (sym && count != sym->rank) {
     Diagnostic *d = diag_error(s->diags, n->span, "E0404", "'%s' has %d ax%s %s but %d subscript%s given",
                                n->name, sym->rank, sym->rank == 1 ? "is" : "es", axes_text(s, sym),
                                count, count == 1 ? " is" : "s are");
     if (sym->def)
       diag_note(s->diags, d, sym->def->span, "'%s' is defined here", n->name);
-    for (Node *a = n->list; a; a = a->next)
-      check_expr(s, a);
+    sym = NULL;
+  }
+  if (!sym) {
+    check_unusable_subscripts(s, n);
     return TY_ERROR;
   }
+  n->sym = sym;
   int dim = 0;
   bool ok = true;
   for (Node *a = n->list; a; a = a->next, dim++) {
@@ -574,9 +616,11 @@ static Type check_index(Sema *s, Node *n) {
       ok = false;
     }
   }
-  if (ok)
+  /* an unreadable tensor still teaches its subscripts their extents (above), so that the
+   * one mistake is not reported again as uninferable axes */
+  if (ok && can_read)
     check_own_page(s, n, sym);
-  return ok ? sym->type : TY_ERROR;
+  return ok && can_read ? sym->type : TY_ERROR;
 }
 
 static Type check_name(Sema *s, Node *n) {
@@ -708,13 +752,16 @@ static Type check_call(Sema *s, Node *n) {
       diag_error(s->diags, a0->span, "E0902", "load() needs a file name in quotes");
       return TY_ERROR;
     }
-    return TY_F32;
+    /* the file holds raw values of the const's own dtype (the E0903 check above makes
+     * s->item that const): u32 and int8 files hold integers */
+    return s->item->dtype == DT_U32 ? TY_U32 : s->item->dtype == DT_INT8 ? TY_I32 : TY_F32;
   }
   return TY_ERROR;
 }
 
 static Type check_reduce(Sema *s, Node *n) {
   int mark = s->nscope;
+  bool bad = false;
   if (n->red == RED_SOFTMAX) {
     /* softmax normalises along axes already bound outside it; it binds nothing */
     for (Node *b = n->binders; b; b = b->next) {
@@ -725,7 +772,12 @@ static Type check_reduce(Sema *s, Node *n) {
                                      : "softmax[] normalises along an axis bound outside it; '%s' is not bound",
                                    b->name);
         diag_hint(s->diags, d, "e.g. 'score[p] = max[g] softmax[p] s[g, p];'");
-        return TY_ERROR;
+        bad = true;
+        if (!a) {
+          /* bind it as the writer meant, so that the operand does not report it again */
+          bind(s, b, NULL);
+          continue;
+        }
       }
       b->axis = a;
     }
@@ -752,7 +804,7 @@ static Type check_reduce(Sema *s, Node *n) {
     uses_after_filter[nb++ < MAX_AXES_IN_SCOPE ? nb - 1 : 0] = b->axis->uses;
   Type t = check_expr(s, n->lhs);
   nb = 0;
-  bool ok = t != TY_ERROR && filter != TY_ERROR;
+  bool ok = t != TY_ERROR && filter != TY_ERROR && !bad;
   for (Node *b = n->binders; b; b = b->next, nb++) {
     Axis *a = b->axis;
     int i = nb < MAX_AXES_IN_SCOPE ? nb : 0;
@@ -767,7 +819,7 @@ static Type check_reduce(Sema *s, Node *n) {
     }
     (void)uses_before;
     if (n->red != RED_SOFTMAX)
-      require_extent(s, a);
+      require_extent(s, a, t == TY_ERROR || filter == TY_ERROR);
   }
   s->nscope = mark;
   if (!ok)
@@ -803,7 +855,8 @@ static Type check_reduce(Sema *s, Node *n) {
     if (n->red == RED_BITS)
       for (Node *b = n->binders; b; b = b->next) {
         long long width;
-        if (b->axis->extent && b->lhs && eval_extent(b->lhs, &width) && width > 32) {
+        /* the extent may be written here or learned from a subscript ('W[c, l, b]') */
+        if (b->axis->extent_expr && eval_extent(b->axis->extent_expr, &width) && width > 32) {
           diag_error(s->diags, b->span, "E0506", "bits[] packs at most 32 bits; '%s' has %lld",
                      b->name, width);
           return TY_ERROR;
@@ -1130,7 +1183,7 @@ static void check_const_value(Sema *s, Node *n, int rank) {
       Diagnostic *d = diag_error(s->diags, b->span, "E0904",
                                  "axis '%s' of a %s() const needs an extent", b->name, v->name);
       diag_hint(s->diags, d, "write '%s: D' or '%s: N'", b->name, b->name);
-      b->axis->extent = "?";
+      b->axis->extent = UNKNOWN_EXTENT;
     }
 }
 
@@ -1189,10 +1242,13 @@ static void check_def(Sema *s, Node *n) {
   Axis **axes = arena_alloc(s->arena, sizeof(Axis *) * (size_t)(rank ? rank : 1));
   int i = 0;
   for (Node *b = n->binders; b; b = b->next, i++) {
-    require_extent(s, b->axis);
+    require_extent(s, b->axis, t == TY_ERROR);
     axes[i] = b->axis;
   }
-  if (n->stage != ST_STEP)
+  bool loaded = n->stage == ST_CONST && n->lhs->kind == ND_CALL && !strcmp(n->lhs->name, "load");
+  if (loaded && t != TY_ERROR)
+    t = n->dtype == DT_U32 ? TY_U32 : n->dtype == DT_INT8 ? TY_I32 : TY_F32; /* the file holds the dtype */
+  else if (n->stage != ST_STEP)
     check_store(s, n, t, n->dtype);
   if (n->is_score && s->score) {
     Diagnostic *d = diag_error(s->diags, n->span, "E0701", "a second 'score'");
@@ -1229,12 +1285,18 @@ static bool score_shape(Symbol *sym, bool *per_head, bool *tokens) {
   return i == sym->rank;
 }
 
+/* A let or score: in a selection, one without axes is a misshapen score, not a number. */
+static bool is_step_value(const Symbol *sym) { return sym->kind == SYM_DEF && sym->stage == ST_STEP; }
+
 /* Collects the tensors a selection expression reads and checks they share one score shape. */
 static bool check_selection_tensors(Sema *s, Node *e, Node *sel, Symbol **shape_of) {
   bool ok = true;
-  if (e->kind == ND_NAME && e->sym && e->sym->rank > 0) {
+  if (e->kind == ND_NAME && e->sym && (e->sym->rank > 0 || is_step_value(e->sym))) {
     Symbol *sym = e->sym;
     bool head, tokens;
+    for (int i = 0; i < sym->rank; i++)
+      if (!extent_known(sym->axes[i]->extent))
+        return false; /* its definition had an error, already reported */
     if (!score_shape(sym, &head, &tokens)) {
       Diagnostic *d = diag_error(s->diags, e->span, "E0705",
                                  "'%s' has axes %s and cannot feed a selection", sym->name,
@@ -1281,7 +1343,8 @@ static void check_select(Sema *s, Node *n) {
     if (t == TY_ERROR)
       continue;
     if (sel->kind == ND_TOP) {
-      if (sel->lhs->kind != ND_NAME || !sel->lhs->sym || sel->lhs->sym->rank == 0) {
+      if (sel->lhs->kind != ND_NAME || !sel->lhs->sym ||
+          (sel->lhs->sym->rank == 0 && !is_step_value(sel->lhs->sym))) {
         Diagnostic *d = diag_error(s->diags, sel->lhs->span, "E0704",
                                    "top() ranks a score tensor named by itself");
         diag_hint(s->diags, d, "define it first: 'let s[p] = ...;' then 'top(s, budget)'");
