@@ -185,15 +185,23 @@ Node *ast_policy(AstBuilder *b, Span kw, Span name, Node *items) {
   return n;
 }
 
+static Node *last_of(Node *n) {
+  while (n->next)
+    n = n->next;
+  return n;
+}
+
 Node *ast_append(Node *list, Node *item) {
-  if (!list)
+  if (!list) {
+    if (item && !item->tail)
+      item->tail = last_of(item);
     return item;
+  }
   if (!item)
     return list;
-  Node *last = list;
-  while (last->next)
-    last = last->next;
+  Node *last = list->tail ? list->tail : last_of(list);
   last->next = item;
+  list->tail = item->tail ? item->tail : last_of(item);
   return list;
 }
 

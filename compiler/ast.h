@@ -94,6 +94,7 @@ struct Node {
   NodeKind kind;
   Span span;
   Node *next; /* sibling in a list */
+  Node *tail; /* on a list's head while parsing: its last node, so appending is O(1) */
 
   const char *name;
   const char *str;
