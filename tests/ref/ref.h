@@ -51,7 +51,8 @@ typedef struct {
   int G, T;
   uint8_t *mask;
 } ref_sel;
-#define REF_SEL_EMPTY {REF_SHARED, 0, 0, NULL}
+#define REF_SEL_EMPTY                                                                              \
+  { REF_SHARED, 0, 0, NULL }
 
 int ref_sel_alloc(ref_sel *s, ref_scope scope, int G, int T); /* all zero */
 void ref_sel_free(ref_sel *s);
@@ -68,8 +69,7 @@ int ref_attn_probs(int G, int D, int T, const double *q, const double *k, ref_sc
                    const uint8_t *sel, const double *corr, double *w, double *lse);
 /* out: [G][D] = sum_i w_i v_i with w as above (zero for an empty selection). */
 int ref_attend(int G, int D, int T, const double *q, const double *k, const double *v,
-               ref_scope scope, const uint8_t *sel, const double *corr, double *out,
-               double *lse);
+               ref_scope scope, const uint8_t *sel, const double *corr, double *out, double *lse);
 int ref_attend_sel(const ref_row *r, const ref_sel *s, const double *corr, double *out,
                    double *lse);
 /* Exact merge of two disjoint partial attentions of one head (natural-log LSEs; o may alias
@@ -130,8 +130,8 @@ int ref_select_lserve(const ref_row *r, int P, int budget, ref_sel *out);
 /* Shared; first and last page kept, top budget/P - 2 others by ref_scores_gqa_softmax. */
 int ref_select_gqa_softmax(const ref_row *r, int P, int budget, ref_sel *out);
 /* ref_select_topk's rule on ref_scores_double_sparsity scores (group mean when shared). */
-int ref_select_double_sparsity(const ref_row *r, ref_scope scope, int budget, int sink,
-                               int window, int nchan, const int *chan, ref_sel *out);
+int ref_select_double_sparsity(const ref_row *r, ref_scope scope, int budget, int sink, int window,
+                               int nchan, const int *chan, ref_sel *out);
 
 /* ---- h2o (section 7): per-request state ------------------------------------------------------
  * acc[i] for the len tokens seen so far. One ref_h2o per request: nothing is shared, so a
@@ -149,8 +149,8 @@ void ref_h2o_free(ref_h2o *st);
  * and lse [G], either may be NULL); then acc <- decay * acc + mean over heads of this step's
  * attention probabilities (zero off the selection). A row shorter than the state is a new
  * request that was not reset: -1. */
-int ref_h2o_step(ref_h2o *st, const ref_row *r, int budget, int window, double decay,
-                 ref_sel *sel, double *out, double *lse);
+int ref_h2o_step(ref_h2o *st, const ref_row *r, int budget, int window, double decay, ref_sel *sel,
+                 double *out, double *lse);
 
 /* ---- magicpig (section 6) ------------------------------------------------------------------ */
 typedef struct {
@@ -205,8 +205,7 @@ typedef struct {
 /* gamma 1.5 sqrt(D), tau 0.75 (queries within ~27 deg of a), beta 2 sqrt(D), sigma 1 (a
  * ~27 deg cone), alpha 2 sqrt(D), value_sink 0.1, needle at a random position answering head 0
  * with gap 0, agg_frac 0.1, agg_gap 0. */
-void ref_syn_defaults(ref_syn_params *p, ref_syn_regime regime, int G, int D, int T,
-                      uint64_t seed);
+void ref_syn_defaults(ref_syn_params *p, ref_syn_regime regime, int G, int D, int T, uint64_t seed);
 int ref_syn_make(const ref_syn_params *p, ref_syn *s);
 void ref_syn_free(ref_syn *s);
 ref_row ref_syn_row(const ref_syn *s);

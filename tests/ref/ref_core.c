@@ -88,7 +88,8 @@ void ref_logits(const ref_row *r, double *s) {
   double scale = 1.0 / sqrt((double)r->D);
   for (int g = 0; g < r->G; g++)
     for (int i = 0; i < r->T; i++)
-      s[(size_t)g * r->T + i] = ref_i_dot(r->D, r->q + (size_t)g * r->D, r->k + (size_t)i * r->D) * scale;
+      s[(size_t)g * r->T + i] =
+          ref_i_dot(r->D, r->q + (size_t)g * r->D, r->k + (size_t)i * r->D) * scale;
 }
 
 int ref_attn_probs(int G, int D, int T, const double *q, const double *k, ref_scope scope,
@@ -136,8 +137,7 @@ void ref_i_mix(int G, int D, int T, const double *w, const double *v, double *ou
 }
 
 int ref_attend(int G, int D, int T, const double *q, const double *k, const double *v,
-               ref_scope scope, const uint8_t *sel, const double *corr, double *out,
-               double *lse) {
+               ref_scope scope, const uint8_t *sel, const double *corr, double *out, double *lse) {
   if (G < 1 || T < 1) return -1;
   double *w = malloc((size_t)G * T * sizeof *w);
   if (!w) return -1;

@@ -21,8 +21,8 @@ int ref_select_streaming(const ref_row *r, int sink, int window, ref_sel *out) {
 }
 
 /* s: per-head scores [G][T], consumed (a shared selection ranks their group mean). */
-static int select_token_scores(const ref_row *r, ref_scope scope, int budget, int sink,
-                               int window, double *s, ref_sel *out) {
+static int select_token_scores(const ref_row *r, ref_scope scope, int budget, int sink, int window,
+                               double *s, ref_sel *out) {
   if (scope == REF_SHARED) ref_i_reduce_heads(r->G, r->T, s, 0, s);
   return ref_i_select(r->G, r->T, 1, scope, s, budget, sink, window, out);
 }
@@ -44,8 +44,7 @@ void ref_ds_quantize(const double *k, int nchan, const int *chan, int8_t *label,
   for (int j = 0; j < nchan; j++) amax = fmax(amax, fabs(k[chan[j]]));
   *scale = amax / 127.0;
   /* |k / scale| <= 127 by construction, so the int8 cast cannot overflow. */
-  for (int j = 0; j < nchan; j++)
-    label[j] = (int8_t)(amax > 0.0 ? lround(k[chan[j]] / *scale) : 0);
+  for (int j = 0; j < nchan; j++) label[j] = (int8_t)(amax > 0.0 ? lround(k[chan[j]] / *scale) : 0);
 }
 
 int ref_scores_double_sparsity(const ref_row *r, int nchan, const int *chan, double *s) {
@@ -69,8 +68,8 @@ int ref_scores_double_sparsity(const ref_row *r, int nchan, const int *chan, dou
   return 0;
 }
 
-int ref_select_double_sparsity(const ref_row *r, ref_scope scope, int budget, int sink,
-                               int window, int nchan, const int *chan, ref_sel *out) {
+int ref_select_double_sparsity(const ref_row *r, ref_scope scope, int budget, int sink, int window,
+                               int nchan, const int *chan, ref_sel *out) {
   double *s = malloc((size_t)r->G * r->T * sizeof *s);
   int rc = s ? ref_scores_double_sparsity(r, nchan, chan, s) : -1;
   if (rc == 0) rc = select_token_scores(r, scope, budget, sink, window, s, out);
@@ -95,8 +94,8 @@ void ref_h2o_free(ref_h2o *st) {
   ref_h2o_init(st);
 }
 
-int ref_h2o_step(ref_h2o *st, const ref_row *r, int budget, int window, double decay,
-                 ref_sel *sel, double *out, double *lse) {
+int ref_h2o_step(ref_h2o *st, const ref_row *r, int budget, int window, double decay, ref_sel *sel,
+                 double *out, double *lse) {
   if (r->T < st->len) return -1;
   if (r->T > st->cap) {
     double *a = realloc(st->acc, (size_t)r->T * sizeof *a);
