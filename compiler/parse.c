@@ -15,10 +15,16 @@ static int token_text_len(const Token *t) { return t->span.len > 24 ? 24 : t->sp
 
 void parse_syntax_error(ParseCtx *ctx, Token tok) {
   const char *text = ctx->b.text;
+  /* The lexer already reported a bad character, comment or string in this item; the
+   * parser's complaint about what follows it is the same mistake. */
+  if (ctx->lex_error_in_item)
+    return;
   if (tok.kind == 0) {
     Span at = {ctx->prev.span.off + ctx->prev.span.len, 0};
     Diagnostic *d = diag_error(ctx->diags, at, "E0201", "unexpected end of file");
-    if (ctx->policy == NULL)
+    if (ctx->prev.kind == 0)
+      diag_hint(ctx->diags, d, "a .vx file holds one 'policy NAME { ... }'");
+    else if (ctx->policy == NULL)
       diag_hint(ctx->diags, d, "is a ';' or the policy's closing '}' missing?");
     return;
   }
@@ -39,6 +45,8 @@ void parse_syntax_error(ParseCtx *ctx, Token tok) {
     d = diag_error(ctx->diags, tok.span, "E0203", "unexpected %s", lex_kind_name(tok.kind));
   if (ctx->prev.kind == 0 && tok.kind != TK_POLICY)
     diag_hint(ctx->diags, d, "a .vx file holds one 'policy NAME { ... }'");
+  else if (tok.kind == TK_POLICY)
+    diag_hint(ctx->diags, d, "a .vx file holds exactly one policy");
   else if (ctx->prev.kind == TK_RP && (tok.kind == TK_IDENT || tok.kind == TK_LP))
     diag_hint(ctx->diags, d, "reductions take their axes in brackets: 'sum[c] x', not 'sum(c) x'");
   else if (tok.kind == TK_LBRACKET && ctx->prev.kind == TK_RBRACKET)
@@ -62,8 +70,13 @@ Node *parse_source(Arena *arena, const Source *src, Diags *diags) {
   if (!parser)
     return NULL;
   for (;;) {
+    int errors_before = diags->nerrors;
     Token tok = lex_next(&lx);
+    if (diags->nerrors > errors_before)
+      ctx.lex_error_in_item = true;
     vxParse(parser, tok.kind, tok, &ctx);
+    if (tok.kind == TK_SEMI)
+      ctx.lex_error_in_item = false;
     if (tok.kind == 0 || ctx.failed || ctx.overflow)
       break;
     ctx.prev = tok;

@@ -25,6 +25,7 @@ typedef struct ParseCtx {
   Token prev;     /* the last token handed to the parser before the current one */
   bool failed;    /* the parser gave up */
   bool overflow;  /* nesting beyond the parser's stack */
+  bool lex_error_in_item; /* the lexer reported an error since the last ';' */
 } ParseCtx;
 
 /* Parses src; returns the policy, or NULL when the input has no usable policy. Errors go to
