@@ -318,11 +318,20 @@ static void lower_select(Lower *L, Node *n) {
       sel->unit = s->rhs->vunit;
       continue;
     }
+    /* the condition becomes a step tensor (0/1), so every backend reads it the same way */
     VirAxis **axes = arena_alloc(m->arena, sizeof(VirAxis *) * (size_t)shape->rank);
-    for (int i = 0; i < shape->rank; i++)
-      axes[i] = vir_axis_new(m, shape->axes[i]->role == AX_HEAD ? "g" : shape->axes[i]->role == AX_PAGE ? "p" : "t",
-                             shape->axes[i]->extent, shape->axes[i]->role);
-    sel->cond = lower_selection_expr(L, &k->each, s->lhs, axes);
+    VirTensor *mask = vir_tensor_new(m, arena_printf(m->arena, "where%d", m->nselections - 1),
+                                     VT_STEP, shape->rank);
+    for (int i = 0; i < shape->rank; i++) {
+      const Axis *a = shape->axes[i];
+      axes[i] = vir_axis_new(m, a->role == AX_HEAD ? "g" : a->role == AX_PAGE ? "p" : "t",
+                             a->extent, a->role);
+      mask->extents[i] = a->extent;
+    }
+    mask->type = TY_BOOL;
+    mask->dtype = DT_U32;
+    vir_store_add(m, k, mask, axes, OP_ASSIGN, lower_selection_expr(L, &k->each, s->lhs, axes));
+    sel->scores = mask;
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include "front.h"
 #include "lex.h"
+#include "cg.h"
 #include "lower.h"
 #include "pass.h"
 
@@ -13,7 +14,7 @@
 #define VX_VERSION "0.0.0-dev"
 #endif
 
-typedef enum Emit { EMIT_NONE, EMIT_TOKENS, EMIT_AST, EMIT_IR } Emit;
+typedef enum Emit { EMIT_NONE, EMIT_TOKENS, EMIT_AST, EMIT_IR, EMIT_LLVM } Emit;
 
 typedef struct Options {
   const char *input;
@@ -32,6 +33,7 @@ static void usage(FILE *out) {
         "  --emit=tokens         print the tokens of FILE (line:col kind text)\n"
         "  --emit=ast            print the checked syntax tree of FILE\n"
         "  --emit=ir             print FILE's VIR after the passes (docs/ir.md)\n"
+        "  --emit=llvm           print the optimised LLVM IR of FILE's host code\n"
         "  --diagnostics=text    diagnostics as file:line:col: error: message (default)\n"
         "  --diagnostics=json    one JSON object per diagnostic on stderr\n"
         "  --help                show this help\n"
@@ -67,8 +69,10 @@ static int parse_options(int argc, char **argv, Options *o) {
       o->emit = EMIT_AST;
     } else if (!strcmp(a, "--emit=ir")) {
       o->emit = EMIT_IR;
+    } else if (!strcmp(a, "--emit=llvm")) {
+      o->emit = EMIT_LLVM;
     } else if (!strncmp(a, "--emit=", 7)) {
-      return usage_error("unknown --emit kind '%s' (expected tokens, ast or ir)", a + 7);
+      return usage_error("unknown --emit kind '%s' (expected tokens, ast, ir or llvm)", a + 7);
     } else if (!strcmp(a, "--diagnostics=json")) {
       o->format = DIAG_JSON;
     } else if (!strcmp(a, "--diagnostics=text")) {
@@ -106,15 +110,33 @@ static void print_tokens(const Compilation *c) {
   }
 }
 
-/* Lowers and optimises; false when the verifier caught a compiler bug. */
-static bool emit_ir(Compilation *c) {
+/* Lowers and optimises; NULL when the verifier caught a compiler bug. */
+static VirModule *middle_end(Compilation *c) {
   VirModule *m = lower_policy(&c->arena, c->policy);
   if (pass_run(m, stderr)) {
     fputs("vxc: internal error: invalid VIR (a compiler bug; please report it)\n", stderr);
-    return false;
+    return NULL;
   }
-  vir_print(stdout, m);
-  return true;
+  return m;
+}
+
+/* --emit=ir and --emit=llvm; returns the exit code. */
+static int emit_late(Compilation *c, Emit emit, DiagFormat format) {
+  VirModule *m = middle_end(c);
+  if (!m)
+    return 3;
+  if (emit == EMIT_IR) {
+    vir_print(stdout, m);
+    return 0;
+  }
+  CgHostResult r;
+  if (!cg_host_compile(m, &c->diags, c->policy->span, true, &r)) {
+    diag_render(&c->diags, stderr, format);
+    return 1;
+  }
+  fputs(r.llvm_ir, stdout);
+  cg_host_result_free(&r);
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -137,8 +159,9 @@ int main(int argc, char **argv) {
     print_tokens(&c);
   else if (o.emit == EMIT_AST && c.policy && nerrors == 0)
     ast_print(stdout, c.policy, true);
-  else if (o.emit == EMIT_IR && nerrors == 0 && !emit_ir(&c))
-    nerrors = -1;
+  rc = nerrors ? 1 : 0;
+  if ((o.emit == EMIT_IR || o.emit == EMIT_LLVM) && nerrors == 0)
+    rc = emit_late(&c, o.emit, o.format);
   front_destroy(&c);
-  return nerrors < 0 ? 3 : nerrors ? 1 : 0;
+  return rc;
 }

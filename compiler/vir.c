@@ -330,9 +330,7 @@ void vir_print(FILE *out, const VirModule *m) {
           print_operand(out, s->count);
           fprintf(out, " %s)", ast_unit_text(s->unit));
         } else {
-          fputs(" where(", out);
-          print_operand(out, s->cond);
-          fputc(')', out);
+          fprintf(out, " where(%s)", s->scores->name);
         }
       }
       fputc('\n', out);

@@ -122,10 +122,9 @@ typedef struct VirKeep {
 
 typedef struct VirSelection {
   NodeKind kind;       /* ND_TOP, ND_WHERE or ND_ALL */
-  VirTensor *scores;   /* ND_TOP: the ranked tensor */
+  VirTensor *scores;   /* ND_TOP: the ranked tensor; ND_WHERE: the 0/1 condition tensor */
   VirValue *count;     /* ND_TOP: the budget */
   Unit unit;
-  VirValue *cond;      /* ND_WHERE */
 } VirSelection;
 
 typedef struct VirModule {

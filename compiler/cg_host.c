@@ -1,0 +1,1134 @@
+/* cg_host.c - VIR to LLVM IR for the CPU backend: one function `vxk_KIND(vxk_ctx *)` per
+ * kernel, following the ABI in runtime/vxk.h. Every store becomes a loop nest over the
+ * stored axes; a value is computed where it is used, reductions as inner loops, except the
+ * reductions that the hoisting pass moved to a kernel's row block, which are computed once
+ * into a buffer before the first store that needs them. Loop counters and accumulators are
+ * allocas that LLVM's mem2reg turns into registers. This file and cg_emit.c are the only
+ * ones that include LLVM headers; it reports problems through the Diags, never exits. */
+#include "cg_llvm.h"
+
+#include <llvm-c/Analysis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sema.h"
+
+/* Field numbers of vxk_ctx (runtime/vxk.h): 14 i32 fields, then pointers. */
+enum {
+  CX_D, CX_G, CX_P, CX_LAYER, CX_LEN, CX_NPAGES, CX_PREFILL_LEN, CX_KV_HEADS, CX_HEAD,
+  CX_KV_DTYPE, CX_PAGE_LO, CX_PAGE_HI, CX_PER_HEAD, CX_PAD0,
+  CX_PAGE_IDS, CX_K, CX_V, CX_Q, CX_PARAMS, CX_TENSORS, CX_KEPT, CX_SELECTED, CX_PROB, CX_OUT,
+  CX_LSE, CX_NFIELDS
+};
+
+typedef struct Loop {
+  LLVMValueRef counter;
+  LLVMBasicBlockRef cond, body, exit;
+} Loop;
+
+typedef struct Cg {
+  LLVMContextRef ctx;
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;
+  LLVMTypeRef i1, i8, i16, i32, i64, f16, f32, f64, ptr, ctx_type;
+  const VirModule *m;
+  Diags *diags;
+  Span where; /* the policy, for errors */
+  bool failed;
+  /* the function being built */
+  LLVMValueRef fn;
+  LLVMBasicBlockRef entry;
+  LLVMValueRef field[CX_NFIELDS]; /* ctx fields loaded in the entry block */
+  LLVMValueRef *axis_val;         /* by axis id: the current index (i32) */
+  LLVMValueRef *buffer;           /* by value id: a materialised value's buffer */
+  LLVMValueRef valid;             /* i1 alloca of the innermost reduction, or NULL */
+  LLVMValueRef logit;             /* attend: f32 alloca holding the current logit */
+  LLVMValueRef kv_load_fn;
+} Cg;
+
+static void cg_error(Cg *c, const char *msg, const char *what) {
+  if (!c->failed) {
+    Diagnostic *d = diag_error(c->diags, c->where, "E1001", "%s '%s'", msg, what);
+    diag_hint(c->diags, d, "the host backend does not support this yet; see docs/ir.md");
+  }
+  c->failed = true;
+}
+
+/* ---- small builders ---- */
+
+static LLVMValueRef i32c(Cg *c, long long v) { return LLVMConstInt(c->i32, (unsigned long long)v, 1); }
+static LLVMValueRef f32c(Cg *c, double v) { return LLVMConstReal(c->f32, v); }
+
+static LLVMValueRef entry_alloca(Cg *c, LLVMTypeRef t, const char *name) {
+  LLVMBuilderRef eb = LLVMCreateBuilderInContext(c->ctx);
+  LLVMValueRef first = LLVMGetFirstInstruction(c->entry);
+  if (first)
+    LLVMPositionBuilderBefore(eb, first);
+  else
+    LLVMPositionBuilderAtEnd(eb, c->entry);
+  LLVMValueRef a = LLVMBuildAlloca(eb, t, name);
+  LLVMDisposeBuilder(eb);
+  return a;
+}
+
+static LLVMBasicBlockRef new_block(Cg *c, const char *name) {
+  return LLVMAppendBasicBlockInContext(c->ctx, c->fn, name);
+}
+
+static LLVMValueRef intrinsic(Cg *c, const char *name, LLVMTypeRef t, LLVMValueRef *args, int n) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, &t, 1);
+  LLVMTypeRef ft = LLVMIntrinsicGetType(c->ctx, id, &t, 1);
+  return LLVMBuildCall2(c->b, ft, fn, args, (unsigned)n, "");
+}
+
+static LLVMValueRef f32_fn1(Cg *c, const char *name, LLVMValueRef x) {
+  return intrinsic(c, name, c->f32, &x, 1);
+}
+
+static void loop_begin(Cg *c, Loop *l, LLVMValueRef from, LLVMValueRef to, LLVMValueRef *index) {
+  l->counter = entry_alloca(c, c->i32, "i");
+  LLVMBuildStore(c->b, from, l->counter);
+  l->cond = new_block(c, "loop");
+  l->body = new_block(c, "body");
+  l->exit = new_block(c, "done");
+  LLVMBuildBr(c->b, l->cond);
+  LLVMPositionBuilderAtEnd(c->b, l->cond);
+  LLVMValueRef i = LLVMBuildLoad2(c->b, c->i32, l->counter, "");
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, i, to, ""), l->body, l->exit);
+  LLVMPositionBuilderAtEnd(c->b, l->body);
+  *index = LLVMBuildLoad2(c->b, c->i32, l->counter, "");
+}
+
+static void loop_end(Cg *c, Loop *l) {
+  LLVMValueRef i = LLVMBuildLoad2(c->b, c->i32, l->counter, "");
+  LLVMBuildStore(c->b, LLVMBuildAdd(c->b, i, i32c(c, 1), ""), l->counter);
+  LLVMBuildBr(c->b, l->cond);
+  LLVMPositionBuilderAtEnd(c->b, l->exit);
+}
+
+/* Runs the rest of the current block only when cond holds; returns the join block. */
+static LLVMBasicBlockRef when(Cg *c, LLVMValueRef cond) {
+  LLVMBasicBlockRef then = new_block(c, "then"), join = new_block(c, "join");
+  LLVMBuildCondBr(c->b, cond, then, join);
+  LLVMPositionBuilderAtEnd(c->b, then);
+  return join;
+}
+
+static void end_when(Cg *c, LLVMBasicBlockRef join) {
+  LLVMBuildBr(c->b, join);
+  LLVMPositionBuilderAtEnd(c->b, join);
+}
+
+/* ---- types and conversions ---- */
+
+static LLVMTypeRef llvm_type(Cg *c, Type t) {
+  return t == TY_F32 ? c->f32 : t == TY_BOOL ? c->i1 : c->i32;
+}
+
+static LLVMValueRef convert(Cg *c, LLVMValueRef x, Type from, Type to) {
+  if (from == to)
+    return x;
+  if (to == TY_F32) {
+    if (from == TY_BOOL)
+      return LLVMBuildUIToFP(c->b, x, c->f32, "");
+    return from == TY_U32 ? LLVMBuildUIToFP(c->b, x, c->f32, "") : LLVMBuildSIToFP(c->b, x, c->f32, "");
+  }
+  if (to == TY_BOOL) {
+    if (from == TY_F32)
+      return LLVMBuildFCmp(c->b, LLVMRealUNE, x, f32c(c, 0), "");
+    return LLVMBuildICmp(c->b, LLVMIntNE, x, i32c(c, 0), "");
+  }
+  /* to i32 / u32 */
+  if (from == TY_F32)
+    return to == TY_U32 ? LLVMBuildFPToUI(c->b, x, c->i32, "") : LLVMBuildFPToSI(c->b, x, c->i32, "");
+  if (from == TY_BOOL)
+    return LLVMBuildZExt(c->b, x, c->i32, "");
+  return x; /* i32 <-> u32 share a representation */
+}
+
+static Type common_type(Type a, Type b) {
+  if (a == TY_F32 || b == TY_F32)
+    return TY_F32;
+  if (a == TY_U32 || b == TY_U32)
+    return TY_U32;
+  if (a == TY_BOOL && b == TY_BOOL)
+    return TY_BOOL;
+  return TY_I32;
+}
+
+/* ---- extents: the canonical text from sema, evaluated at run time ---- */
+
+static LLVMValueRef param_value(Cg *c, const Node *param);
+
+static LLVMValueRef extent_expr(Cg *c, const char **s);
+
+static LLVMValueRef extent_factor(Cg *c, const char **s) {
+  if (**s == '(') {
+    (*s)++;
+    LLVMValueRef v = extent_expr(c, s);
+    if (**s == ')')
+      (*s)++;
+    return v;
+  }
+  if (**s >= '0' && **s <= '9')
+    return i32c(c, strtol(*s, (char **)s, 10));
+  const char *start = *s;
+  while ((**s >= 'a' && **s <= 'z') || (**s >= 'A' && **s <= 'Z') || (**s >= '0' && **s <= '9') || **s == '_')
+    (*s)++;
+  size_t n = (size_t)(*s - start);
+  static const struct {
+    const char *name;
+    int field;
+  } scalars[] = {{"D", CX_D}, {"G", CX_G}, {"P", CX_P}, {"npages", CX_NPAGES}};
+  for (size_t i = 0; i < sizeof scalars / sizeof scalars[0]; i++)
+    if (strlen(scalars[i].name) == n && !strncmp(start, scalars[i].name, n))
+      return c->field[scalars[i].field];
+  for (int i = 0; i < c->m->nparams; i++)
+    if (strlen(c->m->params[i]->name) == n && !strncmp(start, c->m->params[i]->name, n))
+      return param_value(c, c->m->params[i]);
+  cg_error(c, "unknown extent", start);
+  return i32c(c, 1);
+}
+
+static LLVMValueRef extent_term(Cg *c, const char **s) {
+  LLVMValueRef v = extent_factor(c, s);
+  while (**s == '*' || **s == '/' || **s == '%') {
+    char op = *(*s)++;
+    LLVMValueRef r = extent_factor(c, s);
+    v = op == '*' ? LLVMBuildMul(c->b, v, r, "") : op == '/' ? LLVMBuildSDiv(c->b, v, r, "")
+                                                             : LLVMBuildSRem(c->b, v, r, "");
+  }
+  return v;
+}
+
+static LLVMValueRef extent_expr(Cg *c, const char **s) {
+  LLVMValueRef v = extent_term(c, s);
+  while (**s == '+' || **s == '-') {
+    char op = *(*s)++;
+    LLVMValueRef r = extent_term(c, s);
+    v = op == '+' ? LLVMBuildAdd(c->b, v, r, "") : LLVMBuildSub(c->b, v, r, "");
+  }
+  return v;
+}
+
+static LLVMValueRef extent(Cg *c, const char *text) { return extent_expr(c, &text); }
+
+/* ---- leaves ---- */
+
+static LLVMValueRef param_value(Cg *c, const Node *param) {
+  int i = 0;
+  while (i < c->m->nparams && c->m->params[i] != param)
+    i++;
+  LLVMValueRef idx = i32c(c, i);
+  LLVMValueRef p = LLVMBuildGEP2(c->b, c->f64, c->field[CX_PARAMS], &idx, 1, "");
+  LLVMValueRef d = LLVMBuildLoad2(c->b, c->f64, p, param->name);
+  if (param->sym && param->sym->type == TY_F32)
+    return LLVMBuildFPTrunc(c->b, d, c->f32, "");
+  return LLVMBuildFPToSI(c->b, d, c->i32, "");
+}
+
+static LLVMValueRef scalar_value(Cg *c, const char *name) {
+  static const struct {
+    const char *name;
+    int field;
+  } fields[] = {{"D", CX_D},         {"G", CX_G},           {"P", CX_P},
+                {"layer", CX_LAYER}, {"len", CX_LEN},       {"npages", CX_NPAGES},
+                {"prefill_len", CX_PREFILL_LEN}};
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+    if (!strcmp(fields[i].name, name))
+      return c->field[fields[i].field];
+  if (!strcmp(name, "pi"))
+    return f32c(c, 3.14159265358979323846);
+  if (!strcmp(name, "inf"))
+    return f32c(c, __builtin_inf());
+  cg_error(c, "unknown scalar", name);
+  return i32c(c, 0);
+}
+
+/* ---- tensors in memory ---- */
+
+static bool is_paged(const VirTensor *t) {
+  return (t->kind == VT_PAGE || t->kind == VT_TOKEN || t->kind == VT_ROW) && t->rank > 0 &&
+         !strcmp(t->extents[0], "npages");
+}
+
+static void mark_invalid_unless(Cg *c, LLVMValueRef ok) {
+  if (!c->valid)
+    return;
+  LLVMValueRef cur = LLVMBuildLoad2(c->b, c->i1, c->valid, "");
+  LLVMBuildStore(c->b, LLVMBuildAnd(c->b, cur, ok, ""), c->valid);
+}
+
+static LLVMValueRef to_i64(Cg *c, LLVMValueRef v) { return LLVMBuildSExt(c->b, v, c->i64, ""); }
+
+/* Linear element index (i64) of tensor t at subs; paged tensors go through the page table,
+ * one block per (physical page, KV head). */
+static LLVMValueRef element_index(Cg *c, const VirTensor *t, LLVMValueRef *subs, bool paged) {
+  LLVMValueRef idx = LLVMConstInt(c->i64, 0, 0);
+  int first = 0;
+  if (paged) {
+    LLVMValueRef at = LLVMBuildGEP2(c->b, c->i32, c->field[CX_PAGE_IDS], &subs[0], 1, "");
+    LLVMValueRef phys = LLVMBuildLoad2(c->b, c->i32, at, "page");
+    LLVMValueRef block = LLVMBuildMul(c->b, to_i64(c, phys), to_i64(c, c->field[CX_KV_HEADS]), "");
+    idx = LLVMBuildAdd(c->b, block, to_i64(c, c->field[CX_HEAD]), "");
+    first = 1;
+  }
+  for (int i = first; i < t->rank; i++) {
+    idx = LLVMBuildMul(c->b, idx, to_i64(c, extent(c, t->extents[i])), "");
+    idx = LLVMBuildAdd(c->b, idx, to_i64(c, subs[i]), "");
+  }
+  return idx;
+}
+
+/* Tokens past the row's end are absent (docs/ir.md): a (page, token) pair of subscripts
+ * marks the element invalid for the enclosing reduction. */
+static void check_token_slots(Cg *c, const VirTensor *t, LLVMValueRef *subs) {
+  for (int i = 0; i + 1 < t->rank; i++)
+    if (!strcmp(t->extents[i], "npages") && !strcmp(t->extents[i + 1], "P")) {
+      LLVMValueRef pos = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, subs[i], c->field[CX_P], ""), subs[i + 1], "");
+      mark_invalid_unless(c, LLVMBuildICmp(c->b, LLVMIntSLT, pos, c->field[CX_LEN], ""));
+    }
+}
+
+static LLVMValueRef load_stored(Cg *c, LLVMValueRef base, LLVMValueRef idx, DType dt, Type type) {
+  LLVMValueRef v;
+  Type have = TY_F32;
+  switch (dt) {
+  case DT_F16:
+    v = LLVMBuildFPExt(c->b, LLVMBuildLoad2(c->b, c->f16, LLVMBuildGEP2(c->b, c->f16, base, &idx, 1, ""), ""), c->f32, "");
+    break;
+  case DT_BF16: {
+    LLVMValueRef h = LLVMBuildLoad2(c->b, c->i16, LLVMBuildGEP2(c->b, c->i16, base, &idx, 1, ""), "");
+    v = LLVMBuildBitCast(c->b, LLVMBuildShl(c->b, LLVMBuildZExt(c->b, h, c->i32, ""), i32c(c, 16), ""), c->f32, "");
+    break;
+  }
+  case DT_INT8:
+    v = LLVMBuildSExt(c->b, LLVMBuildLoad2(c->b, c->i8, LLVMBuildGEP2(c->b, c->i8, base, &idx, 1, ""), ""), c->i32, "");
+    have = TY_I32;
+    break;
+  case DT_U32:
+    v = LLVMBuildLoad2(c->b, c->i32, LLVMBuildGEP2(c->b, c->i32, base, &idx, 1, ""), "");
+    have = TY_U32;
+    break;
+  case DT_FP8:
+    cg_error(c, "storage dtype", "fp8");
+    return LLVMConstNull(llvm_type(c, type));
+  default:
+    v = LLVMBuildLoad2(c->b, c->f32, LLVMBuildGEP2(c->b, c->f32, base, &idx, 1, ""), "");
+    break;
+  }
+  return convert(c, v, have, type);
+}
+
+static void store_stored(Cg *c, LLVMValueRef base, LLVMValueRef idx, DType dt, LLVMValueRef v, Type type) {
+  switch (dt) {
+  case DT_F16:
+    LLVMBuildStore(c->b, LLVMBuildFPTrunc(c->b, convert(c, v, type, TY_F32), c->f16, ""),
+                   LLVMBuildGEP2(c->b, c->f16, base, &idx, 1, ""));
+    return;
+  case DT_BF16: {
+    /* round to nearest even on the upper 16 bits */
+    LLVMValueRef bits = LLVMBuildBitCast(c->b, convert(c, v, type, TY_F32), c->i32, "");
+    LLVMValueRef lsb = LLVMBuildAnd(c->b, LLVMBuildLShr(c->b, bits, i32c(c, 16), ""), i32c(c, 1), "");
+    bits = LLVMBuildAdd(c->b, bits, LLVMBuildAdd(c->b, lsb, i32c(c, 0x7fff), ""), "");
+    LLVMValueRef h = LLVMBuildTrunc(c->b, LLVMBuildLShr(c->b, bits, i32c(c, 16), ""), c->i16, "");
+    LLVMBuildStore(c->b, h, LLVMBuildGEP2(c->b, c->i16, base, &idx, 1, ""));
+    return;
+  }
+  case DT_INT8: {
+    LLVMValueRef f = convert(c, v, type, TY_F32);
+    f = f32_fn1(c, "llvm.round", f);
+    LLVMValueRef lo = f32c(c, -128), hi = f32c(c, 127);
+    LLVMValueRef args[2] = {f, lo};
+    f = intrinsic(c, "llvm.maxnum", c->f32, args, 2);
+    args[0] = f;
+    args[1] = hi;
+    f = intrinsic(c, "llvm.minnum", c->f32, args, 2);
+    LLVMBuildStore(c->b, LLVMBuildFPToSI(c->b, f, c->i8, ""), LLVMBuildGEP2(c->b, c->i8, base, &idx, 1, ""));
+    return;
+  }
+  case DT_U32:
+    LLVMBuildStore(c->b, convert(c, v, type, TY_U32), LLVMBuildGEP2(c->b, c->i32, base, &idx, 1, ""));
+    return;
+  case DT_FP8:
+    cg_error(c, "storage dtype", "fp8");
+    return;
+  default:
+    LLVMBuildStore(c->b, convert(c, v, type, TY_F32), LLVMBuildGEP2(c->b, c->f32, base, &idx, 1, ""));
+    return;
+  }
+}
+
+static LLVMValueRef tensor_base(Cg *c, const VirTensor *t) {
+  LLVMValueRef id = i32c(c, t->id);
+  LLVMValueRef at = LLVMBuildGEP2(c->b, c->ptr, c->field[CX_TENSORS], &id, 1, "");
+  return LLVMBuildLoad2(c->b, c->ptr, at, t->name);
+}
+
+/* k and v live in the cache's dtype, chosen at run time: a small internal function that
+ * O2 inlines where it is hot. */
+static LLVMValueRef kv_load(Cg *c, LLVMValueRef pool, LLVMValueRef idx) {
+  LLVMTypeRef params[3] = {c->ptr, c->i64, c->i32};
+  LLVMTypeRef ft = LLVMFunctionType(c->f32, params, 3, 0);
+  if (!c->kv_load_fn) {
+    c->kv_load_fn = LLVMAddFunction(c->mod, "vx_kv_load", ft);
+    LLVMSetLinkage(c->kv_load_fn, LLVMInternalLinkage);
+    LLVMBuilderRef saved = c->b;
+    LLVMValueRef saved_fn = c->fn;
+    c->b = LLVMCreateBuilderInContext(c->ctx);
+    c->fn = c->kv_load_fn;
+    LLVMBasicBlockRef e = new_block(c, "entry"), f16b = new_block(c, "f16"), bf16b = new_block(c, "bf16"),
+                      f32b = new_block(c, "f32");
+    LLVMPositionBuilderAtEnd(c->b, e);
+    LLVMValueRef base = LLVMGetParam(c->fn, 0), i = LLVMGetParam(c->fn, 1), dt = LLVMGetParam(c->fn, 2);
+    LLVMValueRef sw = LLVMBuildSwitch(c->b, dt, f32b, 2);
+    LLVMAddCase(sw, i32c(c, 1), f16b);
+    LLVMAddCase(sw, i32c(c, 2), bf16b);
+    LLVMPositionBuilderAtEnd(c->b, f32b);
+    LLVMBuildRet(c->b, load_stored(c, base, i, DT_F32, TY_F32));
+    LLVMPositionBuilderAtEnd(c->b, f16b);
+    LLVMBuildRet(c->b, load_stored(c, base, i, DT_F16, TY_F32));
+    LLVMPositionBuilderAtEnd(c->b, bf16b);
+    LLVMBuildRet(c->b, load_stored(c, base, i, DT_BF16, TY_F32));
+    LLVMDisposeBuilder(c->b);
+    c->b = saved;
+    c->fn = saved_fn;
+  }
+  LLVMValueRef args[3] = {pool, idx, c->field[CX_KV_DTYPE]};
+  return LLVMBuildCall2(c->b, ft, c->kv_load_fn, args, 3, "");
+}
+
+/* Index of key/value element (p, t, ch) of this row and head. */
+static LLVMValueRef kv_index(Cg *c, LLVMValueRef p, LLVMValueRef t, LLVMValueRef ch) {
+  LLVMValueRef at = LLVMBuildGEP2(c->b, c->i32, c->field[CX_PAGE_IDS], &p, 1, "");
+  LLVMValueRef phys = LLVMBuildLoad2(c->b, c->i32, at, "page");
+  LLVMValueRef idx = LLVMBuildMul(c->b, to_i64(c, phys), to_i64(c, c->field[CX_KV_HEADS]), "");
+  idx = LLVMBuildAdd(c->b, idx, to_i64(c, c->field[CX_HEAD]), "");
+  idx = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, idx, to_i64(c, c->field[CX_P]), ""), to_i64(c, t), "");
+  return LLVMBuildAdd(c->b, LLVMBuildMul(c->b, idx, to_i64(c, c->field[CX_D]), ""), to_i64(c, ch), "");
+}
+
+/* ---- values ---- */
+
+static LLVMValueRef gen(Cg *c, const VirValue *v);
+
+static LLVMValueRef token_pos(Cg *c, LLVMValueRef p, LLVMValueRef t) {
+  return LLVMBuildAdd(c->b, LLVMBuildMul(c->b, p, c->field[CX_P], ""), t, "");
+}
+
+static LLVMValueRef gen_input(Cg *c, const VirValue *v, LLVMValueRef *s) {
+  const char *name = v->tensor->name;
+  if (!strcmp(name, "logit"))
+    return LLVMBuildLoad2(c->b, c->f32, c->logit, "logit");
+  if (!strcmp(name, "q")) {
+    LLVMValueRef idx = to_i64(c, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, s[0], c->field[CX_D], ""), s[1], ""));
+    return LLVMBuildLoad2(c->b, c->f32, LLVMBuildGEP2(c->b, c->f32, c->field[CX_Q], &idx, 1, ""), "q");
+  }
+  if (!strcmp(name, "from_end"))
+    return LLVMBuildSub(c->b, LLVMBuildSub(c->b, c->field[CX_NPAGES], i32c(c, 1), ""), s[0], "");
+  check_token_slots(c, v->tensor, s);
+  if (!strcmp(name, "k") || !strcmp(name, "v"))
+    return kv_load(c, c->field[name[0] == 'k' ? CX_K : CX_V], kv_index(c, s[0], s[1], s[2]));
+  if (!strcmp(name, "pos"))
+    return token_pos(c, s[0], s[1]);
+  if (!strcmp(name, "kept")) {
+    LLVMValueRef idx = to_i64(c, token_pos(c, s[0], s[1]));
+    LLVMValueRef b = LLVMBuildLoad2(c->b, c->i8, LLVMBuildGEP2(c->b, c->i8, c->field[CX_KEPT], &idx, 1, ""), "");
+    return LLVMBuildICmp(c->b, LLVMIntNE, b, LLVMConstInt(c->i8, 0, 0), "kept");
+  }
+  if (!strcmp(name, "prob")) {
+    LLVMValueRef row = LLVMBuildMul(c->b, s[0], LLVMBuildMul(c->b, c->field[CX_NPAGES], c->field[CX_P], ""), "");
+    LLVMValueRef idx = to_i64(c, LLVMBuildAdd(c->b, row, token_pos(c, s[1], s[2]), ""));
+    return LLVMBuildLoad2(c->b, c->f32, LLVMBuildGEP2(c->b, c->f32, c->field[CX_PROB], &idx, 1, ""), "prob");
+  }
+  cg_error(c, "input tensor", name);
+  return LLVMConstNull(llvm_type(c, v->type));
+}
+
+static LLVMValueRef gen_load(Cg *c, const VirValue *v) {
+  const VirTensor *t = v->tensor;
+  LLVMValueRef s[8];
+  if (t->rank > 8) {
+    cg_error(c, "tensor of rank over 8", t->name);
+    return LLVMConstNull(llvm_type(c, v->type));
+  }
+  for (int i = 0; i < t->rank; i++) {
+    s[i] = convert(c, gen(c, v->args[i]), v->args[i]->type, TY_I32);
+    if (v->args[i]->op != VI_AXIS) {
+      /* a computed subscript out of range reads element 0 and marks the element absent */
+      LLVMValueRef n = extent(c, t->extents[i]);
+      LLVMValueRef in = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, s[i], i32c(c, 0), ""),
+                                     LLVMBuildICmp(c->b, LLVMIntSLT, s[i], n, ""), "");
+      mark_invalid_unless(c, in);
+      s[i] = LLVMBuildSelect(c->b, in, s[i], i32c(c, 0), "");
+    }
+  }
+  if (t->kind == VT_INPUT)
+    return gen_input(c, v, s);
+  check_token_slots(c, t, s);
+  LLVMValueRef idx = element_index(c, t, s, is_paged(t));
+  return load_stored(c, tensor_base(c, t), idx, t->dtype, v->type);
+}
+
+static LLVMValueRef gen_call(Cg *c, const VirValue *v) {
+  LLVMValueRef a[3];
+  Type t = v->type;
+  const char *n = v->name;
+  bool float_fn = strcmp(n, "max") && strcmp(n, "min") && strcmp(n, "clamp") && strcmp(n, "abs") &&
+                  strcmp(n, "sign") && strcmp(n, "popcount") && strcmp(n, "int") && strcmp(n, "u32") &&
+                  strcmp(n, "float") && strcmp(n, "f32");
+  for (int i = 0; i < v->nargs && i < 3; i++) {
+    Type want = float_fn ? TY_F32 : (!strcmp(n, "popcount") || !strcmp(n, "int") || !strcmp(n, "u32") ||
+                                     !strcmp(n, "float") || !strcmp(n, "f32"))
+                                        ? v->args[i]->type
+                                        : t;
+    a[i] = convert(c, gen(c, v->args[i]), v->args[i]->type, want);
+  }
+  static const struct {
+    const char *name, *intrinsic;
+  } unary[] = {{"exp", "llvm.exp"},     {"log", "llvm.log"},   {"sqrt", "llvm.sqrt"},
+               {"floor", "llvm.floor"}, {"ceil", "llvm.ceil"}, {"round", "llvm.round"},
+               {"cos", "llvm.cos"},     {"sin", "llvm.sin"},   {"tanh", "llvm.tanh"},
+               {"acos", "llvm.acos"}};
+  for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++)
+    if (!strcmp(n, unary[i].name))
+      return f32_fn1(c, unary[i].intrinsic, a[0]);
+  if (!strcmp(n, "rsqrt"))
+    return LLVMBuildFDiv(c->b, f32c(c, 1), f32_fn1(c, "llvm.sqrt", a[0]), "");
+  if (!strcmp(n, "sigmoid"))
+    return LLVMBuildFDiv(c->b, f32c(c, 1),
+                         LLVMBuildFAdd(c->b, f32c(c, 1), f32_fn1(c, "llvm.exp", LLVMBuildFNeg(c->b, a[0], "")), ""), "");
+  if (!strcmp(n, "pow"))
+    return intrinsic(c, "llvm.pow", c->f32, a, 2);
+  if (!strcmp(n, "max") || !strcmp(n, "min")) {
+    bool mx = n[1] == 'a';
+    const char *in = t == TY_F32 ? (mx ? "llvm.maxnum" : "llvm.minnum")
+                     : t == TY_U32 ? (mx ? "llvm.umax" : "llvm.umin")
+                                   : (mx ? "llvm.smax" : "llvm.smin");
+    return intrinsic(c, in, llvm_type(c, t), a, 2);
+  }
+  if (!strcmp(n, "clamp")) {
+    LLVMValueRef lo[2] = {a[0], a[1]};
+    LLVMValueRef x = intrinsic(c, t == TY_F32 ? "llvm.maxnum" : t == TY_U32 ? "llvm.umax" : "llvm.smax", llvm_type(c, t), lo, 2);
+    LLVMValueRef hi[2] = {x, a[2]};
+    return intrinsic(c, t == TY_F32 ? "llvm.minnum" : t == TY_U32 ? "llvm.umin" : "llvm.smin", llvm_type(c, t), hi, 2);
+  }
+  if (!strcmp(n, "abs")) {
+    if (t == TY_F32)
+      return f32_fn1(c, "llvm.fabs", a[0]);
+    LLVMValueRef args[2] = {a[0], LLVMConstInt(c->i1, 0, 0)};
+    LLVMTypeRef it = c->i32;
+    unsigned id = LLVMLookupIntrinsicID("llvm.abs", 8);
+    return LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, &it, 1), LLVMGetIntrinsicDeclaration(c->mod, id, &it, 1), args, 2, "");
+  }
+  if (!strcmp(n, "sign")) {
+    if (t == TY_F32) {
+      LLVMValueRef pos = LLVMBuildUIToFP(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, a[0], f32c(c, 0), ""), c->f32, "");
+      LLVMValueRef neg = LLVMBuildUIToFP(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, a[0], f32c(c, 0), ""), c->f32, "");
+      return LLVMBuildFSub(c->b, pos, neg, "");
+    }
+    LLVMValueRef pos = LLVMBuildZExt(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, a[0], i32c(c, 0), ""), c->i32, "");
+    LLVMValueRef neg = LLVMBuildZExt(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a[0], i32c(c, 0), ""), c->i32, "");
+    return LLVMBuildSub(c->b, pos, neg, "");
+  }
+  if (!strcmp(n, "popcount"))
+    return intrinsic(c, "llvm.ctpop", c->i32, a, 1);
+  if (!strcmp(n, "float") || !strcmp(n, "f32") || !strcmp(n, "int") || !strcmp(n, "u32"))
+    return convert(c, a[0], v->args[0]->type, t);
+  cg_error(c, "function", n);
+  return LLVMConstNull(llvm_type(c, t));
+}
+
+static LLVMValueRef gen_binary(Cg *c, const VirValue *v) {
+  Type lt = v->args[0]->type, rt = v->args[1]->type;
+  Op op = v->opcode;
+  if (op == OP_AND || op == OP_OR) {
+    LLVMValueRef l = gen(c, v->args[0]), r = gen(c, v->args[1]);
+    return op == OP_AND ? LLVMBuildAnd(c->b, l, r, "") : LLVMBuildOr(c->b, l, r, "");
+  }
+  Type ct = (op >= OP_EQ && op <= OP_GE) ? common_type(lt, rt) : v->type;
+  LLVMValueRef l = convert(c, gen(c, v->args[0]), lt, ct);
+  LLVMValueRef r = convert(c, gen(c, v->args[1]), rt, ct);
+  bool fl = ct == TY_F32, un = ct == TY_U32;
+  switch (op) {
+  case OP_ADD: return fl ? LLVMBuildFAdd(c->b, l, r, "") : LLVMBuildAdd(c->b, l, r, "");
+  case OP_SUB: return fl ? LLVMBuildFSub(c->b, l, r, "") : LLVMBuildSub(c->b, l, r, "");
+  case OP_MUL: return fl ? LLVMBuildFMul(c->b, l, r, "") : LLVMBuildMul(c->b, l, r, "");
+  case OP_DIV:
+  case OP_MOD: {
+    if (fl)
+      return LLVMBuildFDiv(c->b, l, r, "");
+    /* integer division by zero is defined here as 0, not undefined behaviour */
+    LLVMValueRef zero = LLVMBuildICmp(c->b, LLVMIntEQ, r, i32c(c, 0), "");
+    LLVMValueRef safe = LLVMBuildSelect(c->b, zero, i32c(c, 1), r, "");
+    LLVMValueRef q = op == OP_DIV ? (un ? LLVMBuildUDiv(c->b, l, safe, "") : LLVMBuildSDiv(c->b, l, safe, ""))
+                                  : (un ? LLVMBuildURem(c->b, l, safe, "") : LLVMBuildSRem(c->b, l, safe, ""));
+    return LLVMBuildSelect(c->b, zero, i32c(c, 0), q, "");
+  }
+  case OP_BITAND: return LLVMBuildAnd(c->b, l, r, "");
+  case OP_BITOR: return LLVMBuildOr(c->b, l, r, "");
+  case OP_BITXOR: return LLVMBuildXor(c->b, l, r, "");
+  case OP_SHL:
+  case OP_SHR: {
+    /* shifts of 32 or more give 0 instead of poison */
+    LLVMValueRef big = LLVMBuildICmp(c->b, LLVMIntUGE, r, i32c(c, 32), "");
+    LLVMValueRef amt = LLVMBuildAnd(c->b, r, i32c(c, 31), "");
+    LLVMValueRef x = op == OP_SHL ? LLVMBuildShl(c->b, l, amt, "")
+                     : un ? LLVMBuildLShr(c->b, l, amt, "") : LLVMBuildAShr(c->b, l, amt, "");
+    return LLVMBuildSelect(c->b, big, i32c(c, 0), x, "");
+  }
+  default: {
+    static const LLVMRealPredicate fp[] = {[OP_EQ] = LLVMRealOEQ, [OP_NE] = LLVMRealUNE, [OP_LT] = LLVMRealOLT,
+                                          [OP_LE] = LLVMRealOLE, [OP_GT] = LLVMRealOGT, [OP_GE] = LLVMRealOGE};
+    static const LLVMIntPredicate sp[] = {[OP_EQ] = LLVMIntEQ, [OP_NE] = LLVMIntNE, [OP_LT] = LLVMIntSLT,
+                                         [OP_LE] = LLVMIntSLE, [OP_GT] = LLVMIntSGT, [OP_GE] = LLVMIntSGE};
+    static const LLVMIntPredicate up[] = {[OP_EQ] = LLVMIntEQ, [OP_NE] = LLVMIntNE, [OP_LT] = LLVMIntULT,
+                                         [OP_LE] = LLVMIntULE, [OP_GT] = LLVMIntUGT, [OP_GE] = LLVMIntUGE};
+    if (fl)
+      return LLVMBuildFCmp(c->b, fp[op], l, r, "");
+    return LLVMBuildICmp(c->b, un ? up[op] : sp[op], l, r, "");
+  }
+  }
+}
+
+/* Loops over axes[0..n) (each over its extent), calling body at the innermost point. */
+typedef void (*BodyFn)(Cg *c, void *arg);
+
+static void loop_nest(Cg *c, VirAxis *const *axes, int n, BodyFn body, void *arg) {
+  if (n == 0) {
+    body(c, arg);
+    return;
+  }
+  Loop l;
+  LLVMValueRef i;
+  loop_begin(c, &l, i32c(c, 0), extent(c, axes[0]->extent), &i);
+  c->axis_val[axes[0]->id] = i;
+  loop_nest(c, axes + 1, n - 1, body, arg);
+  loop_end(c, &l);
+}
+
+typedef struct ReduceState {
+  const VirValue *v;
+  LLVMValueRef acc, count;
+  LLVMTypeRef acc_type;
+} ReduceState;
+
+static LLVMValueRef linear_over(Cg *c, VirAxis *const *axes, int n) {
+  LLVMValueRef idx = i32c(c, 0);
+  for (int i = 0; i < n; i++)
+    idx = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, idx, extent(c, axes[i]->extent), ""), c->axis_val[axes[i]->id], "");
+  return idx;
+}
+
+static void reduce_body(Cg *c, void *arg) {
+  ReduceState *st = arg;
+  const VirValue *v = st->v;
+  LLVMBuildStore(c->b, LLVMConstInt(c->i1, 1, 0), c->valid);
+  Type xt = v->args[0]->type;
+  LLVMValueRef x = gen(c, v->args[0]);
+  LLVMValueRef ok = LLVMBuildLoad2(c->b, c->i1, c->valid, "");
+  if (v->nargs == 2)
+    ok = LLVMBuildAnd(c->b, ok, gen(c, v->args[1]), "");
+  LLVMBasicBlockRef join = when(c, ok);
+  LLVMValueRef acc = LLVMBuildLoad2(c->b, st->acc_type, st->acc, "");
+  LLVMValueRef next;
+  switch (v->red) {
+  case RED_SUM:
+  case RED_MEAN:
+  case RED_NORM: {
+    Type at = v->red == RED_SUM ? v->type : TY_F32;
+    LLVMValueRef y = convert(c, x, xt, at);
+    if (v->red == RED_NORM)
+      y = LLVMBuildFMul(c->b, y, y, "");
+    next = at == TY_F32 ? LLVMBuildFAdd(c->b, acc, y, "") : LLVMBuildAdd(c->b, acc, y, "");
+    break;
+  }
+  case RED_MAX:
+  case RED_MIN: {
+    LLVMValueRef args[2] = {acc, convert(c, x, xt, v->type)};
+    bool mx = v->red == RED_MAX;
+    const char *in = v->type == TY_F32 ? (mx ? "llvm.maxnum" : "llvm.minnum")
+                     : v->type == TY_U32 ? (mx ? "llvm.umax" : "llvm.umin") : (mx ? "llvm.smax" : "llvm.smin");
+    next = intrinsic(c, in, st->acc_type, args, 2);
+    break;
+  }
+  case RED_COUNT:
+    next = LLVMBuildAdd(c->b, acc, LLVMBuildZExt(c->b, x, c->i32, ""), "");
+    break;
+  case RED_BITS: {
+    LLVMValueRef pos = linear_over(c, v->axes, v->naxes);
+    LLVMValueRef bit = LLVMBuildShl(c->b, LLVMBuildZExt(c->b, x, c->i32, ""), LLVMBuildAnd(c->b, pos, i32c(c, 31), ""), "");
+    next = LLVMBuildOr(c->b, acc, bit, "");
+    break;
+  }
+  case RED_ANY:
+    next = LLVMBuildOr(c->b, acc, x, "");
+    break;
+  default: /* RED_ALL */
+    next = LLVMBuildAnd(c->b, acc, x, "");
+    break;
+  }
+  LLVMBuildStore(c->b, next, st->acc);
+  if (st->count)
+    LLVMBuildStore(c->b, LLVMBuildAdd(c->b, LLVMBuildLoad2(c->b, c->i32, st->count, ""), i32c(c, 1), ""), st->count);
+  end_when(c, join);
+}
+
+static LLVMValueRef gen_softmax(Cg *c, const VirValue *v);
+
+static LLVMValueRef gen_reduce(Cg *c, const VirValue *v) {
+  if (v->red == RED_SOFTMAX)
+    return gen_softmax(c, v);
+  ReduceState st = {v, NULL, NULL, NULL};
+  Type at = v->red == RED_MEAN || v->red == RED_NORM ? TY_F32 : v->type;
+  st.acc_type = llvm_type(c, at);
+  st.acc = entry_alloca(c, st.acc_type, "acc");
+  LLVMValueRef init;
+  switch (v->red) {
+  case RED_MAX:
+    init = at == TY_F32 ? f32c(c, -__builtin_inf()) : at == TY_U32 ? i32c(c, 0) : i32c(c, -2147483647 - 1);
+    break;
+  case RED_MIN:
+    init = at == TY_F32 ? f32c(c, __builtin_inf()) : at == TY_U32 ? i32c(c, -1) : i32c(c, 2147483647);
+    break;
+  case RED_ALL:
+    init = LLVMConstInt(c->i1, 1, 0);
+    break;
+  default:
+    init = LLVMConstNull(st.acc_type);
+    break;
+  }
+  LLVMBuildStore(c->b, init, st.acc);
+  if (v->red == RED_MEAN) {
+    st.count = entry_alloca(c, c->i32, "n");
+    LLVMBuildStore(c->b, i32c(c, 0), st.count);
+  }
+  LLVMValueRef saved_valid = c->valid;
+  c->valid = entry_alloca(c, c->i1, "valid");
+  loop_nest(c, v->axes, v->naxes, reduce_body, &st);
+  c->valid = saved_valid;
+  LLVMValueRef r = LLVMBuildLoad2(c->b, st.acc_type, st.acc, "");
+  if (v->red == RED_MEAN) {
+    LLVMValueRef n = LLVMBuildSIToFP(c->b, LLVMBuildLoad2(c->b, c->i32, st.count, ""), c->f32, "");
+    r = LLVMBuildFDiv(c->b, r, n, "mean"); /* an empty mean is NaN, as 0/0 */
+  } else if (v->red == RED_NORM) {
+    r = f32_fn1(c, "llvm.sqrt", r);
+  }
+  return r;
+}
+
+/* softmax[p] x: exp(x - max_p x) / sum_p exp(x - max_p x) at the current p. */
+static LLVMValueRef gen_softmax(Cg *c, const VirValue *v) {
+  if (v->naxes != 1) {
+    cg_error(c, "softmax over several axes", v->axes[0]->name);
+    return f32c(c, 0);
+  }
+  VirAxis *a = v->axes[0];
+  LLVMValueRef here = c->axis_val[a->id];
+  LLVMValueRef mx = entry_alloca(c, c->f32, "smax"), sum = entry_alloca(c, c->f32, "ssum");
+  LLVMBuildStore(c->b, f32c(c, -__builtin_inf()), mx);
+  LLVMBuildStore(c->b, f32c(c, 0), sum);
+  LLVMValueRef saved_valid = c->valid;
+  c->valid = entry_alloca(c, c->i1, "valid");
+  for (int pass = 0; pass < 2; pass++) {
+    Loop l;
+    LLVMValueRef i;
+    loop_begin(c, &l, i32c(c, 0), extent(c, a->extent), &i);
+    c->axis_val[a->id] = i;
+    LLVMBuildStore(c->b, LLVMConstInt(c->i1, 1, 0), c->valid);
+    LLVMValueRef x = convert(c, gen(c, v->args[0]), v->args[0]->type, TY_F32);
+    LLVMBasicBlockRef join = when(c, LLVMBuildLoad2(c->b, c->i1, c->valid, ""));
+    LLVMValueRef m = LLVMBuildLoad2(c->b, c->f32, mx, "");
+    if (pass == 0) {
+      LLVMValueRef args[2] = {m, x};
+      LLVMBuildStore(c->b, intrinsic(c, "llvm.maxnum", c->f32, args, 2), mx);
+    } else {
+      LLVMValueRef e = f32_fn1(c, "llvm.exp", LLVMBuildFSub(c->b, x, m, ""));
+      LLVMBuildStore(c->b, LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, c->f32, sum, ""), e, ""), sum);
+    }
+    end_when(c, join);
+    loop_end(c, &l);
+  }
+  c->valid = saved_valid;
+  c->axis_val[a->id] = here;
+  LLVMValueRef x = convert(c, gen(c, v->args[0]), v->args[0]->type, TY_F32);
+  LLVMValueRef e = f32_fn1(c, "llvm.exp", LLVMBuildFSub(c->b, x, LLVMBuildLoad2(c->b, c->f32, mx, ""), ""));
+  return LLVMBuildFDiv(c->b, e, LLVMBuildLoad2(c->b, c->f32, sum, ""), "softmax");
+}
+
+static LLVMValueRef gen_uncached(Cg *c, const VirValue *v) {
+  switch (v->op) {
+  case VI_NUM:
+    return v->type == TY_F32 ? f32c(c, v->num) : v->type == TY_BOOL ? LLVMConstInt(c->i1, v->num != 0, 0)
+                                                                     : i32c(c, (long long)v->num);
+  case VI_PARAM:
+    return param_value(c, v->param);
+  case VI_SCALAR:
+    return scalar_value(c, v->name);
+  case VI_AXIS:
+    if (!c->axis_val[v->axis->id]) {
+      cg_error(c, "axis without a loop", v->axis->name);
+      return i32c(c, 0);
+    }
+    return c->axis_val[v->axis->id];
+  case VI_LOAD:
+    return gen_load(c, v);
+  case VI_UNARY: {
+    LLVMValueRef x = gen(c, v->args[0]);
+    if (v->opcode == OP_NOT)
+      return LLVMBuildNot(c->b, x, "");
+    if (v->opcode == OP_BITNOT)
+      return LLVMBuildNot(c->b, convert(c, x, v->args[0]->type, v->type), "");
+    x = convert(c, x, v->args[0]->type, v->type);
+    return v->type == TY_F32 ? LLVMBuildFNeg(c->b, x, "") : LLVMBuildNeg(c->b, x, "");
+  }
+  case VI_BINARY:
+    return gen_binary(c, v);
+  case VI_SELECT: {
+    LLVMValueRef cond = gen(c, v->args[0]);
+    LLVMValueRef a = convert(c, gen(c, v->args[1]), v->args[1]->type, v->type);
+    LLVMValueRef b = convert(c, gen(c, v->args[2]), v->args[2]->type, v->type);
+    return LLVMBuildSelect(c->b, cond, a, b, "");
+  }
+  case VI_CALL:
+    return gen_call(c, v);
+  case VI_REDUCE:
+    return gen_reduce(c, v);
+  }
+  return LLVMConstNull(llvm_type(c, v->type));
+}
+
+static LLVMTypeRef buffer_elem(Cg *c, Type t) { return t == TY_BOOL ? c->i8 : llvm_type(c, t); }
+
+static LLVMValueRef gen(Cg *c, const VirValue *v) {
+  if (!c->buffer[v->id])
+    return gen_uncached(c, v);
+  LLVMValueRef idx = to_i64(c, linear_over(c, v->dom, v->ndom));
+  LLVMTypeRef et = buffer_elem(c, v->type);
+  LLVMValueRef x = LLVMBuildLoad2(c->b, et, LLVMBuildGEP2(c->b, et, c->buffer[v->id], &idx, 1, ""), "");
+  return v->type == TY_BOOL ? LLVMBuildTrunc(c->b, x, c->i1, "") : x;
+}
+
+/* ---- materialising hoisted reductions ---- */
+
+typedef struct Materialise {
+  const VirValue *v;
+  LLVMValueRef buf;
+} Materialise;
+
+static void materialise_body(Cg *c, void *arg) {
+  Materialise *mt = arg;
+  LLVMValueRef x = gen_uncached(c, mt->v);
+  if (mt->v->type == TY_BOOL)
+    x = LLVMBuildZExt(c->b, x, c->i8, "");
+  LLVMValueRef idx = to_i64(c, linear_over(c, mt->v->dom, mt->v->ndom));
+  LLVMTypeRef et = buffer_elem(c, mt->v->type);
+  LLVMBuildStore(c->b, x, LLVMBuildGEP2(c->b, et, mt->buf, &idx, 1, ""));
+}
+
+static LLVMValueRef malloc_fn(Cg *c, LLVMTypeRef *ft) {
+  *ft = LLVMFunctionType(c->ptr, &c->i64, 1, 0);
+  LLVMValueRef f = LLVMGetNamedFunction(c->mod, "malloc");
+  return f ? f : LLVMAddFunction(c->mod, "malloc", *ft);
+}
+
+/* Buffers of this kernel, freed before it returns. */
+typedef struct Buffers {
+  LLVMValueRef list[256];
+  int n;
+} Buffers;
+
+static void materialise(Cg *c, const VirValue *v, Buffers *bufs) {
+  LLVMValueRef size = LLVMConstInt(c->i64, 4, 0);
+  for (int i = 0; i < v->ndom; i++)
+    size = LLVMBuildMul(c->b, size, to_i64(c, extent(c, v->dom[i]->extent)), "");
+  LLVMTypeRef ft;
+  LLVMValueRef fn = malloc_fn(c, &ft);
+  LLVMValueRef buf = LLVMBuildCall2(c->b, ft, fn, &size, 1, "hoisted");
+  Materialise mt = {v, buf};
+  loop_nest(c, v->dom, v->ndom, materialise_body, &mt);
+  c->buffer[v->id] = buf;
+  if (bufs->n < 256)
+    bufs->list[bufs->n++] = buf;
+}
+
+static bool in_row_block(const VirKernel *k, const VirValue *v) {
+  for (const VirValue *x = k->row.first; x; x = x->next)
+    if (x == v)
+      return true;
+  return false;
+}
+
+/* Materialises, in block order, the hoisted reductions that value v reads. */
+static void materialise_needed(Cg *c, const VirKernel *k, const VirValue *v, Buffers *bufs) {
+  if (c->buffer[v->id])
+    return;
+  for (int i = 0; i < v->nargs; i++)
+    materialise_needed(c, k, v->args[i], bufs);
+  if (v->op == VI_REDUCE && v->red != RED_SOFTMAX && in_row_block(k, v))
+    materialise(c, v, bufs);
+}
+
+static void free_buffers(Cg *c, Buffers *bufs) {
+  LLVMTypeRef ft = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &c->ptr, 1, 0);
+  LLVMValueRef fn = LLVMGetNamedFunction(c->mod, "free");
+  if (!fn)
+    fn = LLVMAddFunction(c->mod, "free", ft);
+  for (int i = 0; i < bufs->n; i++)
+    LLVMBuildCall2(c->b, ft, fn, &bufs->list[i], 1, "");
+}
+
+/* Loads the ctx fields at the top of a new function named name. */
+static void begin_function(Cg *c, const char *name, LLVMTypeRef ft) {
+  c->fn = LLVMAddFunction(c->mod, name, ft);
+  c->entry = new_block(c, "entry");
+  LLVMPositionBuilderAtEnd(c->b, c->entry);
+  LLVMValueRef ctxp = LLVMGetParam(c->fn, 0);
+  for (int i = 0; i < CX_NFIELDS; i++) {
+    LLVMValueRef at = LLVMBuildStructGEP2(c->b, c->ctx_type, ctxp, (unsigned)i, "");
+    c->field[i] = LLVMBuildLoad2(c->b, i < CX_PAGE_IDS ? c->i32 : c->ptr, at, "");
+  }
+  c->valid = NULL;
+  c->logit = NULL;
+}
+
+/* ---- kernels ---- */
+
+typedef struct StoreState {
+  const VirStore *s;
+  const VirKernel *k;
+} StoreState;
+
+static void store_body(Cg *c, void *arg) {
+  StoreState *st = arg;
+  const VirStore *s = st->s;
+  const VirTensor *t = s->dst;
+  LLVMValueRef subs[8];
+  for (int i = 0; i < t->rank && i < 8; i++)
+    subs[i] = c->axis_val[s->axes[i]->id];
+  LLVMValueRef x = gen(c, s->value);
+  LLVMValueRef idx = element_index(c, t, subs, is_paged(t));
+  store_stored(c, tensor_base(c, t), idx, t->dtype, x, s->value->type);
+}
+
+/* A summarise kernel stores fields of pages [page_lo, page_hi) only; every other loop runs
+ * over its axis's whole extent. */
+static void store_nest(Cg *c, StoreState *st, int i) {
+  const VirStore *s = st->s;
+  if (i == s->dst->rank) {
+    store_body(c, st);
+    return;
+  }
+  VirAxis *a = s->axes[i];
+  bool pages = st->k->kind == VK_SUMMARISE && i == 0 && is_paged(s->dst);
+  Loop l;
+  LLVMValueRef idx;
+  loop_begin(c, &l, pages ? c->field[CX_PAGE_LO] : i32c(c, 0),
+             pages ? c->field[CX_PAGE_HI] : extent(c, a->extent), &idx);
+  c->axis_val[a->id] = idx;
+  store_nest(c, st, i + 1);
+  loop_end(c, &l);
+}
+
+static void gen_stores(Cg *c, const VirKernel *k, Buffers *bufs) {
+  for (const VirStore *s = k->stores; s; s = s->next) {
+    if (s->dst->rank > 8) {
+      cg_error(c, "tensor of rank over 8", s->dst->name);
+      return;
+    }
+    materialise_needed(c, k, s->value, bufs);
+    StoreState st = {s, k};
+    store_nest(c, &st, 0);
+  }
+}
+
+/* Attention of query head g over the selection, with the logit modifiers applied in source
+ * order, online softmax in f32 (ALGORITHMS.md §0). */
+static void gen_attend(Cg *c, const VirKernel *k, Buffers *bufs) {
+  for (const VirStore *s = k->stores; s; s = s->next)
+    materialise_needed(c, k, s->value, bufs);
+  LLVMValueRef acc = LLVMBuildArrayAlloca(c->b, c->f32, c->field[CX_D], "acc");
+  LLVMValueRef mx = entry_alloca(c, c->f32, "m"), sum = entry_alloca(c, c->f32, "l");
+  c->logit = entry_alloca(c, c->f32, "logit");
+  LLVMValueRef dot = entry_alloca(c, c->f32, "dot");
+  LLVMValueRef scale = LLVMBuildFDiv(c->b, f32c(c, 1),
+                                     f32_fn1(c, "llvm.sqrt", LLVMBuildSIToFP(c->b, c->field[CX_D], c->f32, "")), "");
+  LLVMValueRef tokens = LLVMBuildMul(c->b, c->field[CX_NPAGES], c->field[CX_P], "");
+  Loop lg, lc, lp, lt;
+  LLVMValueRef g, ch, p, t;
+  loop_begin(c, &lg, i32c(c, 0), c->field[CX_G], &g);
+  LLVMBuildStore(c->b, f32c(c, -__builtin_inf()), mx);
+  LLVMBuildStore(c->b, f32c(c, 0), sum);
+  loop_begin(c, &lc, i32c(c, 0), c->field[CX_D], &ch);
+  LLVMBuildStore(c->b, f32c(c, 0), LLVMBuildGEP2(c->b, c->f32, acc, &ch, 1, ""));
+  loop_end(c, &lc);
+  LLVMValueRef per_head = LLVMBuildICmp(c->b, LLVMIntNE, c->field[CX_PER_HEAD], i32c(c, 0), "");
+  LLVMValueRef sel_row = LLVMBuildSelect(c->b, per_head, LLVMBuildMul(c->b, g, tokens, ""), i32c(c, 0), "");
+  loop_begin(c, &lp, i32c(c, 0), c->field[CX_NPAGES], &p);
+  loop_begin(c, &lt, i32c(c, 0), c->field[CX_P], &t);
+  LLVMValueRef pos = token_pos(c, p, t);
+  LLVMValueRef sidx = to_i64(c, LLVMBuildAdd(c->b, sel_row, pos, ""));
+  LLVMValueRef selected = LLVMBuildICmp(c->b, LLVMIntNE,
+      LLVMBuildLoad2(c->b, c->i8, LLVMBuildGEP2(c->b, c->i8, c->field[CX_SELECTED], &sidx, 1, ""), ""),
+      LLVMConstInt(c->i8, 0, 0), "");
+  LLVMValueRef live = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, pos, c->field[CX_LEN], ""), selected, "");
+  LLVMBasicBlockRef join = when(c, live);
+  /* logit = q[g] . k[p, t] / sqrt(D) */
+  LLVMBuildStore(c->b, f32c(c, 0), dot);
+  loop_begin(c, &lc, i32c(c, 0), c->field[CX_D], &ch);
+  LLVMValueRef qi = to_i64(c, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, g, c->field[CX_D], ""), ch, ""));
+  LLVMValueRef qv = LLVMBuildLoad2(c->b, c->f32, LLVMBuildGEP2(c->b, c->f32, c->field[CX_Q], &qi, 1, ""), "");
+  LLVMValueRef kv = kv_load(c, c->field[CX_K], kv_index(c, p, t, ch));
+  LLVMBuildStore(c->b, LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, c->f32, dot, ""), LLVMBuildFMul(c->b, qv, kv, ""), ""), dot);
+  loop_end(c, &lc);
+  LLVMBuildStore(c->b, LLVMBuildFMul(c->b, LLVMBuildLoad2(c->b, c->f32, dot, ""), scale, ""), c->logit);
+  for (const VirStore *s = k->stores; s; s = s->next) {
+    c->axis_val[s->axes[0]->id] = g;
+    c->axis_val[s->axes[1]->id] = p;
+    c->axis_val[s->axes[2]->id] = t;
+    LLVMValueRef x = convert(c, gen(c, s->value), s->value->type, TY_F32);
+    LLVMValueRef cur = LLVMBuildLoad2(c->b, c->f32, c->logit, "");
+    LLVMValueRef next = s->op == OP_ADD ? LLVMBuildFAdd(c->b, cur, x, "")
+                        : s->op == OP_SUB ? LLVMBuildFSub(c->b, cur, x, "")
+                        : s->op == OP_MUL ? LLVMBuildFMul(c->b, cur, x, "") : x;
+    LLVMBuildStore(c->b, next, c->logit);
+  }
+  LLVMValueRef x = LLVMBuildLoad2(c->b, c->f32, c->logit, "");
+  LLVMValueRef m = LLVMBuildLoad2(c->b, c->f32, mx, "");
+  LLVMValueRef mm[2] = {m, x};
+  LLVMValueRef mnew = intrinsic(c, "llvm.maxnum", c->f32, mm, 2);
+  LLVMValueRef rescale = f32_fn1(c, "llvm.exp", LLVMBuildFSub(c->b, m, mnew, ""));
+  LLVMValueRef w = f32_fn1(c, "llvm.exp", LLVMBuildFSub(c->b, x, mnew, ""));
+  LLVMBuildStore(c->b, LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, LLVMBuildLoad2(c->b, c->f32, sum, ""), rescale, ""), w, ""), sum);
+  loop_begin(c, &lc, i32c(c, 0), c->field[CX_D], &ch);
+  LLVMValueRef ap = LLVMBuildGEP2(c->b, c->f32, acc, &ch, 1, "");
+  LLVMValueRef vv = kv_load(c, c->field[CX_V], kv_index(c, p, t, ch));
+  LLVMValueRef a = LLVMBuildFAdd(c->b, LLVMBuildFMul(c->b, LLVMBuildLoad2(c->b, c->f32, ap, ""), rescale, ""),
+                                 LLVMBuildFMul(c->b, w, vv, ""), "");
+  LLVMBuildStore(c->b, a, ap);
+  loop_end(c, &lc);
+  LLVMBuildStore(c->b, mnew, mx);
+  end_when(c, join);
+  loop_end(c, &lt);
+  loop_end(c, &lp);
+  /* out[g] = acc / l; lse[g] = m + log l; nothing selected gives 0 and -inf */
+  LLVMValueRef l = LLVMBuildLoad2(c->b, c->f32, sum, "");
+  LLVMValueRef any = LLVMBuildFCmp(c->b, LLVMRealOGT, l, f32c(c, 0), "");
+  LLVMValueRef inv = LLVMBuildSelect(c->b, any, LLVMBuildFDiv(c->b, f32c(c, 1), l, ""), f32c(c, 0), "");
+  loop_begin(c, &lc, i32c(c, 0), c->field[CX_D], &ch);
+  LLVMValueRef oi = to_i64(c, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, g, c->field[CX_D], ""), ch, ""));
+  LLVMValueRef o = LLVMBuildFMul(c->b, LLVMBuildLoad2(c->b, c->f32, LLVMBuildGEP2(c->b, c->f32, acc, &ch, 1, ""), ""), inv, "");
+  LLVMBuildStore(c->b, o, LLVMBuildGEP2(c->b, c->f32, c->field[CX_OUT], &oi, 1, ""));
+  loop_end(c, &lc);
+  LLVMValueRef lse = LLVMBuildSelect(c->b, any, LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, c->f32, mx, ""), f32_fn1(c, "llvm.log", l), ""),
+                                     f32c(c, -__builtin_inf()), "");
+  LLVMValueRef gi = to_i64(c, g);
+  LLVMBuildStore(c->b, lse, LLVMBuildGEP2(c->b, c->f32, c->field[CX_LSE], &gi, 1, ""));
+  loop_end(c, &lg);
+}
+
+static void gen_kernel(Cg *c, const VirKernel *k) {
+  char name[64];
+  snprintf(name, sizeof name, "vxk_%s", vir_kernel_kind_text(k->kind));
+  begin_function(c, name, LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), &c->ptr, 1, 0));
+  memset(c->axis_val, 0, sizeof(LLVMValueRef) * (size_t)(c->m->next_axis_id + 1));
+  memset(c->buffer, 0, sizeof(LLVMValueRef) * (size_t)(c->m->next_value_id + 1));
+  Buffers bufs = {.n = 0};
+  if (k->kind == VK_ATTEND)
+    gen_attend(c, k, &bufs);
+  else
+    gen_stores(c, k, &bufs);
+  free_buffers(c, &bufs);
+  LLVMBuildRetVoid(c->b);
+}
+
+/* vxk_scalars(ctx, double *out): the keep counts (in keep order) then the budgets of the
+ * top() selections (in selection order), as the runtime needs them once per row. */
+static void gen_scalars(Cg *c) {
+  LLVMTypeRef params[2] = {c->ptr, c->ptr};
+  begin_function(c, "vxk_scalars", LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), params, 2, 0));
+  LLVMValueRef out = LLVMGetParam(c->fn, 1);
+  int n = 0;
+  const VirValue *counts[512];
+  for (int i = 0; i < c->m->nkeeps && n < 512; i++)
+    if (c->m->keeps[i].count)
+      counts[n++] = c->m->keeps[i].count;
+  for (int i = 0; i < c->m->nselections && n < 512; i++)
+    if (c->m->selections[i].kind == ND_TOP)
+      counts[n++] = c->m->selections[i].count;
+  for (int i = 0; i < n; i++) {
+    LLVMValueRef x = convert(c, gen(c, counts[i]), counts[i]->type, TY_F32);
+    LLVMValueRef idx = i32c(c, i);
+    LLVMBuildStore(c->b, LLVMBuildFPExt(c->b, x, c->f64, ""), LLVMBuildGEP2(c->b, c->f64, out, &idx, 1, ""));
+  }
+  LLVMBuildRetVoid(c->b);
+}
+
+/* int vxk_require(ctx): 0 when every require holds, else the 1-based number of the first
+ * that does not. */
+static void gen_require(Cg *c) {
+  begin_function(c, "vxk_require", LLVMFunctionType(c->i32, &c->ptr, 1, 0));
+  for (int i = 0; i < c->m->nrequires; i++) {
+    LLVMValueRef ok = gen(c, c->m->requires[i]);
+    LLVMBasicBlockRef bad = new_block(c, "bad"), next = new_block(c, "next");
+    LLVMBuildCondBr(c->b, ok, next, bad);
+    LLVMPositionBuilderAtEnd(c->b, bad);
+    LLVMBuildRet(c->b, i32c(c, i + 1));
+    LLVMPositionBuilderAtEnd(c->b, next);
+  }
+  LLVMBuildRet(c->b, i32c(c, 0));
+}
+
+static void init_types(Cg *c) {
+  c->i1 = LLVMInt1TypeInContext(c->ctx);
+  c->i8 = LLVMInt8TypeInContext(c->ctx);
+  c->i16 = LLVMInt16TypeInContext(c->ctx);
+  c->i32 = LLVMInt32TypeInContext(c->ctx);
+  c->i64 = LLVMInt64TypeInContext(c->ctx);
+  c->f16 = LLVMHalfTypeInContext(c->ctx);
+  c->f32 = LLVMFloatTypeInContext(c->ctx);
+  c->f64 = LLVMDoubleTypeInContext(c->ctx);
+  c->ptr = LLVMPointerTypeInContext(c->ctx, 0);
+  LLVMTypeRef fields[CX_NFIELDS];
+  for (int i = 0; i < CX_NFIELDS; i++)
+    fields[i] = i < CX_PAGE_IDS ? c->i32 : c->ptr;
+  c->ctx_type = LLVMStructTypeInContext(c->ctx, fields, CX_NFIELDS, 0);
+}
+
+LLVMModuleRef cg_host_module(LLVMContextRef ctx, const VirModule *m, Diags *diags, Span where) {
+  Cg c = {0};
+  c.ctx = ctx;
+  c.m = m;
+  c.diags = diags;
+  c.where = where;
+  c.mod = LLVMModuleCreateWithNameInContext(m->name, ctx);
+  c.b = LLVMCreateBuilderInContext(ctx);
+  init_types(&c);
+  c.axis_val = calloc((size_t)m->next_axis_id + 1, sizeof(LLVMValueRef));
+  c.buffer = calloc((size_t)m->next_value_id + 1, sizeof(LLVMValueRef));
+  if (!c.axis_val || !c.buffer) {
+    cg_error(&c, "out of memory building", m->name);
+  } else {
+    for (const VirKernel *k = m->kernels; k && !c.failed; k = k->next)
+      gen_kernel(&c, k);
+    gen_scalars(&c);
+    gen_require(&c);
+  }
+  free(c.axis_val);
+  free(c.buffer);
+  LLVMDisposeBuilder(c.b);
+  char *msg = NULL;
+  if (!c.failed && LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &msg)) {
+    Diagnostic *d = diag_error(diags, where, "E1002", "internal error: invalid LLVM IR for '%s'", m->name);
+    diag_hint(diags, d, "%s", msg ? msg : "");
+    c.failed = true;
+  }
+  LLVMDisposeMessage(msg);
+  if (c.failed) {
+    LLVMDisposeModule(c.mod);
+    return NULL;
+  }
+  return c.mod;
+}
