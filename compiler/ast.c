@@ -25,6 +25,7 @@ Node *ast_new(AstBuilder *b, NodeKind kind, Span span) {
 Node *ast_name(AstBuilder *b, NodeKind kind, Span name) {
   Node *n = ast_new(b, kind, name);
   n->name = arena_strndup(b->arena, b->text + name.off, (size_t)name.len);
+  n->name_span = name;
   return n;
 }
 

@@ -97,6 +97,7 @@ struct Node {
   Node *tail; /* on a list's head while parsing: its last node, so appending is O(1) */
 
   const char *name;
+  Span name_span; /* where name is written (the span of a definition covers all of it) */
   const char *str;
   double num;
   bool is_int;

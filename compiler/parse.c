@@ -13,6 +13,24 @@ void vxParseFree(void *parser, void (*release)(void *));
 
 static int token_text_len(const Token *t) { return t->span.len > 24 ? 24 : t->span.len; }
 
+/* Whether a token of this kind is followed by the name of what it defines. */
+static bool names_next(int kind) {
+  switch (kind) {
+  case TK_POLICY: case TK_PARAM: case TK_CONST: case TK_ROW: case TK_PAGE: case TK_TOKEN:
+  case TK_LET: case TK_UPDATE: case TK_ATTEND:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* A keyword spelt like a name ('top', 'page', 'sum'), where a name was expected. */
+static bool is_word(const Token *t, const char *text) {
+  char c = text[t->span.off];
+  return t->kind != TK_IDENT && t->span.len > 0 &&
+         ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_');
+}
+
 void parse_syntax_error(ParseCtx *ctx, Token tok) {
   const char *text = ctx->b.text;
   /* The lexer already reported a bad character, comment or string in this item; the
@@ -49,6 +67,13 @@ void parse_syntax_error(ParseCtx *ctx, Token tok) {
     diag_hint(ctx->diags, d, "a .vx file holds exactly one policy");
   else if (ctx->prev.kind == TK_RP && (tok.kind == TK_IDENT || tok.kind == TK_LP))
     diag_hint(ctx->diags, d, "reductions take their axes in brackets: 'sum[c] x', not 'sum(c) x'");
+  else if (is_word(&tok, text) && names_next(ctx->prev.kind))
+    diag_hint(ctx->diags, d, "'%.*s' is a reserved word; choose another name", tok.span.len,
+              text + tok.span.off);
+  else if ((tok.kind == TK_TOKENS || tok.kind == TK_PAGES) &&
+           (ctx->prev.kind == TK_INT || ctx->prev.kind == TK_FLOAT || ctx->prev.kind == TK_IDENT))
+    diag_hint(ctx->diags, d, "a unit follows a count only in 'param' and 'keep'; elsewhere use a "
+                             "param that has one: 'param budget = 2048 tokens;'");
   else if (tok.kind == TK_LBRACKET && ctx->prev.kind == TK_RBRACKET)
     diag_hint(ctx->diags, d, "subscripts go in one bracket pair: 'k[p, t, c]'");
 }

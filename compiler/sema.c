@@ -221,6 +221,8 @@ static int edit_distance(const char *a, const char *b) {
 /* The closest visible name (symbol or axis in scope) to a misspelt one, or NULL. */
 static const char *suggest(Sema *s, const char *name) {
   const char *best = NULL;
+  if (!name[0] || !name[1])
+    return NULL; /* every short name is one edit from a one-letter name: no signal */
   int best_d = (int)strlen(name) <= 3 ? 1 : 2;
   best_d++;
   for (int i = 0; i < s->nscope; i++) {
@@ -284,8 +286,8 @@ static const char *extent_text(Sema *s, const Node *e, bool top) {
 static bool check_extent(Sema *s, Node *e) {
   switch (e->kind) {
   case ND_NUM:
-    if (!e->is_int || e->num < 1) {
-      diag_error(s->diags, e->span, "E0408", "an extent must be a positive integer");
+    if (!e->is_int || e->num < 1 || e->num > INT32_MAX) {
+      diag_error(s->diags, e->span, "E0408", "an extent must be a positive 32-bit integer");
       return false;
     }
     return true;
@@ -400,7 +402,10 @@ static Axis *bind(Sema *s, Node *b, const char *implicit_extent) {
   }
   if (implicit_extent)
     set_extent(a, implicit_extent, b->span);
-  if (b->lhs && check_extent(s, b->lhs)) {
+  bool extent_ok = b->lhs && check_extent(s, b->lhs);
+  if (b->lhs && !extent_ok && !a->extent)
+    a->extent = UNKNOWN_EXTENT; /* reported; not "cannot infer" as well */
+  if (extent_ok) {
     const char *text = extent_text(s, b->lhs, true);
     if (a->extent && strcmp(a->extent, text)) {
       Diagnostic *d = diag_error(s->diags, b->lhs->span, "E0405",
@@ -549,6 +554,22 @@ static void check_own_page(Sema *s, Node *n, Symbol *sym) {
   }
 }
 
+/* A subscript. An unknown plain name there is almost always an axis that nothing bound. */
+static Type check_subscript(Sema *s, Node *a) {
+  if (a->kind != ND_NAME || find_axis(s, a->name) || lookup(s, a->name) ||
+      (s->item && s->item->name && !strcmp(s->item->name, a->name)))
+    return check_expr(s, a);
+  Diagnostic *d = diag_error(s->diags, a->span, "E0302", "unknown name '%s'", a->name);
+  const char *alt = suggest(s, a->name);
+  if (alt)
+    diag_hint(s->diags, d, "did you mean '%s'?", alt);
+  else
+    diag_hint(s->diags, d, "bind the axis on the left side ('x[..., %s] = ...') or with a "
+                           "reduction ('sum[%s] ...')", a->name, a->name);
+  a->type = TY_ERROR;
+  return TY_ERROR;
+}
+
 /* The subscripts of a tensor that cannot be read at all (unknown name, scalar, wrong rank):
  * their axes learn nothing here and are marked unknown, so that the mistake already reported
  * is not reported again as "cannot infer the extent". */
@@ -556,7 +577,7 @@ static void check_unusable_subscripts(Sema *s, Node *n) {
   for (Node *a = n->list; a; a = a->next) {
     Axis *ax = a->kind == ND_NAME ? find_axis(s, a->name) : NULL;
     if (!ax) {
-      check_expr(s, a);
+      check_subscript(s, a);
       continue;
     }
     a->axis = ax;
@@ -609,7 +630,7 @@ static Type check_index(Sema *s, Node *n) {
       unify(s, ax, sym->axes[dim], a->span);
       continue;
     }
-    Type t = check_expr(s, a);
+    Type t = check_subscript(s, a);
     if (t != TY_ERROR && !is_integer(t)) {
       diag_error(s->diags, a->span, "E0504", "a subscript must be an integer, not %s",
                  ast_type_text(t));
@@ -653,9 +674,11 @@ static Type check_call(Sema *s, Node *n) {
   Type args[3] = {TY_ERROR, TY_ERROR, TY_ERROR};
   int count = 0;
   for (Node *a = n->list; a; a = a->next, count++) {
-    if (fn && fn->cls == FN_LOAD && a->kind == ND_STR) {
-      a->type = TY_STR;
-      args[0] = TY_STR;
+    if (fn && fn->cls == FN_LOAD) {
+      /* a file name, checked below: 'load(channels)' is not an unknown name 'channels' */
+      a->type = a->kind == ND_STR ? TY_STR : TY_ERROR;
+      if (count < 3)
+        args[count] = TY_STR;
       continue;
     }
     Type t = check_expr(s, a);
@@ -807,6 +830,7 @@ static Type check_reduce(Sema *s, Node *n) {
   bool ok = t != TY_ERROR && filter != TY_ERROR && !bad;
   for (Node *b = n->binders; b; b = b->next, nb++) {
     Axis *a = b->axis;
+    bool unused = false; /* reported: not "cannot infer" as well */
     int i = nb < MAX_AXES_IN_SCOPE ? nb : 0;
     if (ok && a->uses == uses_after_filter[i]) {
       Diagnostic *d = diag_error(s->diags, b->span, "E0403",
@@ -816,10 +840,11 @@ static Type check_reduce(Sema *s, Node *n) {
                              "parenthesise a longer operand: %s[%s] (a + b)",
                 ast_reduction_text(n->red), b->name);
       ok = false;
+      unused = true;
     }
     (void)uses_before;
     if (n->red != RED_SOFTMAX)
-      require_extent(s, a, t == TY_ERROR || filter == TY_ERROR);
+      require_extent(s, a, t == TY_ERROR || filter == TY_ERROR || unused);
   }
   s->nscope = mark;
   if (!ok)
@@ -943,6 +968,11 @@ static Type check_binary(Sema *s, Node *n) {
 static Type check_expr_inner(Sema *s, Node *n) {
   switch (n->kind) {
   case ND_NUM:
+    /* integers compute in 32 bits; a u32 mask such as 0xffffffff is the largest literal */
+    if (n->is_int && n->num > UINT32_MAX) {
+      diag_error(s->diags, n->span, "E0518", "integer literal %s does not fit in 32 bits", n->str);
+      return TY_ERROR;
+    }
     return n->is_int ? TY_I32 : TY_F32;
   case ND_STR:
     diag_error(s->diags, n->span, "E0505", "a string can only name a file in load(\"...\")");
@@ -1012,10 +1042,10 @@ static Symbol *define(Sema *s, Node *n, SymKind kind, const char *what) {
   if (old) {
     Diagnostic *d;
     if (old->kind == SYM_INTRINSIC) {
-      d = diag_error(s->diags, n->span, "E0303", "'%s' is a built-in name", n->name);
+      d = diag_error(s->diags, n->name_span, "E0303", "'%s' is a built-in name", n->name);
       diag_hint(s->diags, d, "choose another name for this %s", what);
     } else {
-      d = diag_error(s->diags, n->span, "E0301", "'%s' is defined twice", n->name);
+      d = diag_error(s->diags, n->name_span, "E0301", "'%s' is defined twice", n->name);
       diag_note(s->diags, d, old->def->span, "first defined here");
     }
     return NULL;
@@ -1040,7 +1070,12 @@ static void check_param(Sema *s, Node *n) {
   } else {
     t = lit->is_int ? TY_I32 : TY_F32;
     v->type = t;
-    if (n->unit != UNIT_NONE && (!lit->is_int || v != lit)) {
+    if (lit->is_int && lit->num > (v == lit ? INT32_MAX : -(double)INT32_MIN)) {
+      /* an integer param is an i32 kernel argument */
+      diag_error(s->diags, v->span, "E0518", "param '%s' = %s%s does not fit in a 32-bit integer",
+                 n->name, v == lit ? "" : "-", lit->str);
+      t = TY_ERROR;
+    } else if (n->unit != UNIT_NONE && (!lit->is_int || v != lit)) {
       diag_error(s->diags, v->span, "E0805", "a count of %s must be a non-negative integer",
                  ast_unit_text(n->unit));
       t = TY_ERROR;
@@ -1071,7 +1106,11 @@ static void check_count(Sema *s, Node *count, Unit written, Span unit_at, const 
   }
   if (written == UNIT_NONE && count->vunit == UNIT_NONE) {
     Diagnostic *d = diag_error(s->diags, count->span, "E0802", "%s needs a unit", what);
-    diag_hint(s->diags, d, "write 'tokens' or 'pages' after it, or give the param a unit");
+    /* only a keep range can write its unit; top()'s budget gets one from a param */
+    if (s->ctx == CX_KEEP)
+      diag_hint(s->diags, d, "write 'tokens' or 'pages' after it, or give the param a unit");
+    else
+      diag_hint(s->diags, d, "give the budget a unit where it is declared: 'param budget = 2048 tokens;'");
   }
 }
 
@@ -1190,7 +1229,7 @@ static void check_const_value(Sema *s, Node *n, int rank) {
 static void check_update(Sema *s, Node *n) {
   Symbol *target = lookup(s, n->name);
   if (!target || target->kind != SYM_DEF || (target->stage != ST_ROW && target->stage != ST_TOKEN)) {
-    Diagnostic *d = diag_error(s->diags, n->span, "E0604",
+    Diagnostic *d = diag_error(s->diags, n->name_span, "E0604",
                                target ? "'%s' is not a row state or token field; only those can be updated"
                                       : "update of unknown state '%s'",
                                n->name);
@@ -1221,6 +1260,7 @@ static void check_def(Sema *s, Node *n) {
     check_update(s, n);
     return;
   }
+  int errors_before = s->diags->nerrors;
   resolve_dtype(s, n);
   s->ctx = stage_ctx(n->stage);
   int rank = 0;
@@ -1260,12 +1300,14 @@ static void check_def(Sema *s, Node *n) {
   if (!sym)
     return;
   sym->stage = n->stage;
-  sym->type = t == TY_ERROR ? TY_F32 : n->stage == ST_STEP ? t
+  /* a definition with an error reads as TY_ERROR, so its uses stay silent */
+  sym->type = t == TY_ERROR ? TY_ERROR : n->stage == ST_STEP ? t
               : n->dtype == DT_U32 ? TY_U32 : n->dtype == DT_INT8 && t != TY_F32 ? TY_I32 : TY_F32;
   sym->unit = n->lhs->vunit;
   sym->rank = rank;
   sym->axes = axes;
   sym->updated = (n->stage == ST_ROW || n->stage == ST_TOKEN) && is_update_target(s, n->name);
+  sym->broken = s->diags->nerrors > errors_before;
   if (n->is_score)
     s->score = n;
 }
@@ -1294,9 +1336,8 @@ static bool check_selection_tensors(Sema *s, Node *e, Node *sel, Symbol **shape_
   if (e->kind == ND_NAME && e->sym && (e->sym->rank > 0 || is_step_value(e->sym))) {
     Symbol *sym = e->sym;
     bool head, tokens;
-    for (int i = 0; i < sym->rank; i++)
-      if (!extent_known(sym->axes[i]->extent))
-        return false; /* its definition had an error, already reported */
+    if (sym->broken)
+      return false; /* its definition had an error, already reported */
     if (!score_shape(sym, &head, &tokens)) {
       Diagnostic *d = diag_error(s->diags, e->span, "E0705",
                                  "'%s' has axes %s and cannot feed a selection", sym->name,
@@ -1388,7 +1429,7 @@ static void check_select(Sema *s, Node *n) {
 static void check_attend(Sema *s, Node *n) {
   s->ctx = CX_ATTEND;
   if (strcmp(n->name, "logit")) {
-    Diagnostic *d = diag_error(s->diags, n->span, "E0712", "attend modifies 'logit', not '%s'", n->name);
+    Diagnostic *d = diag_error(s->diags, n->name_span, "E0712", "attend modifies 'logit', not '%s'", n->name);
     diag_hint(s->diags, d, "write 'attend logit[g, p, t] -= ...;'");
     return;
   }

@@ -27,6 +27,7 @@ struct Symbol {
   Axis **axes;     /* rank axes, the tensor's dimensions */
   int intrinsic;   /* SYM_INTRINSIC: which one (sema.c) */
   bool updated;    /* an 'update' rewrites it every step */
+  bool broken;     /* SYM_DEF: its definition had an error; its shape is not checked again */
   Symbol *next;
 };
 

@@ -9,6 +9,8 @@
  *       forms check attachments where a test cares about them (unstated ones are ignored):
  *           // expect-hint: LINE:COL: TEXT    the error at LINE:COL carries this hint
  *           // expect-note: LINE:COL: TEXT    some error carries a note at LINE:COL saying this
+ *       With --require-codes FILE..., every error code ("E0xxx" string literal) that appears
+ *       in the FILEs must be produced by at least one passing test (one more FAIL line each).
  *   vx-testdriver golden DIR [--update]
  *       Each DIR/NAME.vx must check cleanly; its typed --emit=ast output must equal
  *       DIR/NAME.ast, and where DIR/NAME.tokens exists, its --emit=tokens output must equal it.
@@ -33,6 +35,22 @@
 typedef struct Tally {
   int passed, failed;
 } Tally;
+
+/* Error codes produced by compile-fail tests, as expected (for --require-codes). */
+enum { MAX_CODES = 1000 };
+static bool code_seen[MAX_CODES];
+
+static int code_number(const char *code) {
+  if (!code || strlen(code) != 5 || code[0] != 'E')
+    return -1;
+  int n = 0;
+  for (int i = 1; i < 5; i++) {
+    if (code[i] < '0' || code[i] > '9')
+      return -1;
+    n = n * 10 + (code[i] - '0');
+  }
+  return n < MAX_CODES ? n : -1;
+}
 
 /* ---- small utilities ---- */
 
@@ -348,6 +366,8 @@ static bool run_compile_fail_file(const char *path) {
           !strcmp(e->message, g->message))
         e->matched = found = true;
     }
+    if (found && code_number(g->code) >= 0)
+      code_seen[code_number(g->code)] = true;
     if (!found) {
       fprintf(report.f, "    unexpected error %d:%d: %s [%s]\n", g->line, g->column, g->message,
               g->code);
@@ -395,6 +415,48 @@ static bool run_compile_fail_file(const char *path) {
   free(x.e);
   free(text);
   return ok;
+}
+
+/* Every "E0xxx" literal in the source files must have been seen; one FAIL line per code
+ * that no compile-fail test produces. */
+static void check_code_coverage(char **sources, int n, Tally *t) {
+  bool wanted[MAX_CODES] = {false};
+  for (int i = 0; i < n; i++) {
+    int len;
+    char *text = read_text(sources[i], &len);
+    if (!text) {
+      printf("FAIL coverage: cannot read %s\n", sources[i]);
+      t->failed++;
+      continue;
+    }
+    for (int j = 0; j + 7 <= len; j++) {
+      if (text[j] != '"' || text[j + 6] != '"')
+        continue;
+      char code[6];
+      memcpy(code, text + j + 1, 5);
+      code[5] = '\0';
+      int c = code_number(code);
+      if (c >= 0)
+        wanted[c] = true;
+    }
+    free(text);
+  }
+  int total = 0, missing = 0;
+  for (int c = 0; c < MAX_CODES; c++) {
+    if (!wanted[c])
+      continue;
+    total++;
+    if (!code_seen[c]) {
+      printf("FAIL coverage: no compile-fail test produces E%04d\n", c);
+      missing++;
+    }
+  }
+  if (missing)
+    t->failed++;
+  else {
+    printf("PASS coverage: all %d error codes are tested\n", total);
+    t->passed++;
+  }
 }
 
 /* ---- golden ---- */
@@ -518,7 +580,7 @@ static bool run_check_file(const char *path) {
 /* ---- main ---- */
 
 static int usage(void) {
-  fputs("usage: vx-testdriver compile-fail DIR\n"
+  fputs("usage: vx-testdriver compile-fail DIR [--require-codes SOURCE...]\n"
         "       vx-testdriver golden DIR [--update]\n"
         "       vx-testdriver check DIR...\n",
         stderr);
@@ -547,10 +609,18 @@ int main(int argc, char **argv) {
     bool golden = !strcmp(mode, "golden");
     bool update = false;
     const char *dir = NULL;
+    char **sources = NULL;
+    int nsources = 0;
     for (int i = 2; i < argc; i++) {
       if (golden && !strcmp(argv[i], "--update"))
         update = true;
-      else if (!dir && argv[i][0] != '-')
+      else if (!golden && !strcmp(argv[i], "--require-codes")) {
+        sources = argv + i + 1;
+        nsources = argc - i - 1;
+        if (nsources == 0)
+          return usage();
+        break;
+      } else if (!dir && argv[i][0] != '-')
         dir = argv[i];
       else
         return usage();
@@ -569,6 +639,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n; i++)
       count(&t, golden ? run_golden_file(files[i], update) : run_compile_fail_file(files[i]));
     free_list(files, n);
+    if (sources)
+      check_code_coverage(sources, nsources, &t);
     return finish(t);
   }
   if (!strcmp(mode, "check")) {
