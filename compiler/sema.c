@@ -1381,6 +1381,9 @@ static void check_select(Sema *s, Node *n) {
     if (sel->kind == ND_ALL)
       continue;
     Type t = check_expr(s, sel->lhs);
+    /* the budget is independent of the ranked tensor: check it whatever that is */
+    if (sel->kind == ND_TOP)
+      check_count(s, sel->rhs, UNIT_NONE, sel->rhs->span, "the budget of top()");
     if (t == TY_ERROR)
       continue;
     if (sel->kind == ND_TOP) {
@@ -1396,7 +1399,6 @@ static void check_select(Sema *s, Node *n) {
                    sel->lhs->name, ast_type_text(t));
         continue;
       }
-      check_count(s, sel->rhs, UNIT_NONE, sel->rhs->span, "the budget of top()");
     } else if (t != TY_BOOL) {
       Diagnostic *d = diag_error(s->diags, sel->lhs->span, "E0707", "where() needs a condition, not %s",
                                  ast_type_text(t));
