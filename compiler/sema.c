@@ -306,6 +306,14 @@ static bool check_extent(Sema *s, Node *e) {
           diag_hint(s->diags, d, "did you mean '%s'?", alt);
       }
     }
+    if (ok && s->ctx == CX_CONST && sym->kind == SYM_INTRINSIC && sym->intrinsic == IN_NPAGES) {
+      /* a const is made at load time, when there is no row and no page count */
+      Diagnostic *d = diag_error(s->diags, e->span, "E0408",
+                                 "a const cannot have extent npages: it is made when the policy "
+                                 "is loaded, before any row exists");
+      diag_hint(s->diags, d, "per-page values belong in a page field or a let");
+      ok = false;
+    }
     e->sym = sym;
     e->type = TY_I32;
     return ok;

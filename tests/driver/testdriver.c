@@ -230,10 +230,10 @@ static void print_diff(const char *expected, size_t elen, const char *actual, si
   while (i < e.n || j < a.n) {
     if (i < e.n && j < a.n && !strcmp(e.line[i], a.line[j])) {
       i++, j++;
-    } else if (j < a.n && (i == e.n || LCS(i, j + 1) >= LCS(i + 1, j))) {
-      printf("    + %s\n", a.line[j++]);
-    } else {
+    } else if (i < e.n && (j == a.n || LCS(i + 1, j) >= LCS(i, j + 1))) {
       printf("    - %s\n", e.line[i++]);
+    } else {
+      printf("    + %s\n", a.line[j++]);
     }
   }
 #undef LCS
