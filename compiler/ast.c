@@ -19,7 +19,15 @@ Node *ast_new(AstBuilder *b, NodeKind kind, Span span) {
   Node *n = arena_alloc(b->arena, sizeof *n);
   n->kind = kind;
   n->span = span;
+  n->depth = 1;
   return n;
+}
+
+/* Keeps n->depth one more than its deepest child (child may be NULL or a list). */
+static void grow(Node *n, const Node *child) {
+  for (; child; child = child->next)
+    if (child->depth + 1 > n->depth)
+      n->depth = child->depth + 1;
 }
 
 Node *ast_name(AstBuilder *b, NodeKind kind, Span name) {
@@ -61,6 +69,7 @@ Node *ast_unary(AstBuilder *b, Op op, Span op_span, Node *operand) {
   Node *n = ast_new(b, ND_UNARY, ast_join(op_span, operand->span));
   n->op = op;
   n->lhs = operand;
+  n->depth = operand->depth + 1;
   return n;
 }
 
@@ -69,6 +78,7 @@ Node *ast_binary(AstBuilder *b, Op op, Node *lhs, Node *rhs) {
   n->op = op;
   n->lhs = lhs;
   n->rhs = rhs;
+  n->depth = (lhs->depth > rhs->depth ? lhs->depth : rhs->depth) + 1;
   return n;
 }
 
@@ -77,6 +87,8 @@ Node *ast_cond(AstBuilder *b, Node *cond, Node *then, Node *otherwise) {
   n->cond = cond;
   n->lhs = then;
   n->rhs = otherwise;
+  n->depth = cond->depth + 1;
+  grow(n, then->depth > otherwise->depth ? then : otherwise);
   return n;
 }
 
@@ -84,6 +96,7 @@ static Node *named_list(AstBuilder *b, NodeKind kind, Span name, Node *list, Spa
   Node *n = ast_name(b, kind, name);
   n->span = ast_join(name, close);
   n->list = list;
+  grow(n, list);
   return n;
 }
 
@@ -102,6 +115,10 @@ Node *ast_reduce(AstBuilder *b, Reduction red, Span kw, Node *binders, Node *fil
   n->binders = binders;
   n->cond = filter;
   n->lhs = operand;
+  n->depth = operand->depth + 1;
+  grow(n, binders);
+  if (filter)
+    grow(n, filter);
   return n;
 }
 
@@ -110,6 +127,7 @@ Node *ast_binder(AstBuilder *b, Span name, Node *extent) {
   n->lhs = extent;
   if (extent)
     n->span = ast_join(name, extent->span);
+  grow(n, extent);
   return n;
 }
 
@@ -118,6 +136,7 @@ Node *ast_param(AstBuilder *b, Span name, Node *value, Unit unit, Span end) {
   n->span = ast_join(name, unit != UNIT_NONE ? end : value->span);
   n->lhs = value;
   n->unit = unit;
+  grow(n, value);
   return n;
 }
 
@@ -131,6 +150,7 @@ Node *ast_keep_range(AstBuilder *b, KeepKind keep, Span kw, Node *count, Unit un
   n->lhs = count;
   n->unit = unit;
   n->at_prefill = at_prefill;
+  grow(n, count);
   return n;
 }
 
@@ -142,6 +162,8 @@ Node *ast_def(AstBuilder *b, Stage stage, Span kw, Span name, Node *binders, Nod
   n->binders = binders;
   n->dtype_name = dtype;
   n->lhs = body;
+  grow(n, body);
+  grow(n, binders);
   return n;
 }
 
@@ -152,6 +174,14 @@ Node *ast_select(AstBuilder *b, Span kw, bool per_head, Node *selections) {
   Node *n = ast_new(b, ND_SELECT, ast_join(kw, last->span));
   n->per_head = per_head;
   n->list = selections;
+  /* the grammar builds top()/where() nodes itself: their depth is learned here */
+  for (Node *sel = selections; sel; sel = sel->next) {
+    if (sel->lhs)
+      grow(sel, sel->lhs);
+    if (sel->rhs)
+      grow(sel, sel->rhs);
+  }
+  grow(n, selections);
   return n;
 }
 
@@ -161,6 +191,8 @@ Node *ast_attend(AstBuilder *b, Span kw, Span name, Node *binders, Op op, Node *
   n->binders = binders;
   n->op = op;
   n->lhs = body;
+  grow(n, body);
+  grow(n, binders);
   return n;
 }
 
@@ -176,6 +208,7 @@ Node *ast_item(AstBuilder *b, NodeKind kind, Span kw, Node *list_or_expr) {
     n->span = ast_join(kw, list_or_expr->span);
     n->lhs = list_or_expr;
   }
+  grow(n, list_or_expr);
   return n;
 }
 

@@ -95,6 +95,7 @@ struct Node {
   Span span;
   Node *next; /* sibling in a list */
   Node *tail; /* on a list's head while parsing: its last node, so appending is O(1) */
+  int depth;  /* height of the tree below and including this node (builders keep it) */
 
   const char *name;
   Span name_span; /* where name is written (the span of a definition covers all of it) */
@@ -149,6 +150,11 @@ Node *ast_select(AstBuilder *b, Span kw, bool per_head, Node *selections);
 Node *ast_attend(AstBuilder *b, Span kw, Span name, Node *binders, Op op, Node *body);
 Node *ast_item(AstBuilder *b, NodeKind kind, Span kw, Node *list_or_expr);
 Node *ast_policy(AstBuilder *b, Span kw, Span name, Node *items);
+/* The deepest tree the later stages accept: they recurse over expressions, and a long
+ * chain such as 1 + 1 + ... + 1 (which the parser's stack does not limit) must not overflow
+ * the C stack. parse.c reports deeper items (E0204). */
+enum { AST_MAX_DEPTH = 1000 };
+
 /* Appends item to the list whose head is list; returns the head. */
 Node *ast_append(Node *list, Node *item);
 Span ast_join(Span a, Span b);

@@ -84,6 +84,16 @@ void parse_stack_overflow(ParseCtx *ctx) {
   ctx->overflow = true;
 }
 
+/* The parser's stack limits nesting, not a long chain such as 1 + 1 + ... + 1, whose tree is
+ * as deep as it is long: the later stages recurse over it (see AST_MAX_DEPTH). */
+static void check_depth(ParseCtx *ctx) {
+  for (Node *item = ctx->policy->list; item; item = item->next)
+    if (item->depth > AST_MAX_DEPTH) {
+      Diagnostic *d = diag_error(ctx->diags, item->span, "E0204", "expression nested too deeply");
+      diag_hint(ctx->diags, d, "split it into several 'let' items");
+    }
+}
+
 Node *parse_source(Arena *arena, const Source *src, Diags *diags) {
   ParseCtx ctx = {0};
   ctx.b.arena = arena;
@@ -109,5 +119,7 @@ Node *parse_source(Arena *arena, const Source *src, Diags *diags) {
   vxParseFree(parser, free);
   if (ctx.failed || ctx.overflow)
     return NULL;
+  if (ctx.policy)
+    check_depth(&ctx);
   return ctx.policy;
 }
