@@ -9,6 +9,7 @@
 #include "cg.h"
 #include "lower.h"
 #include "pass.h"
+#include "report.h"
 
 #ifndef VX_VERSION
 #define VX_VERSION "0.0.0-dev"
@@ -21,6 +22,7 @@ typedef struct Options {
   Emit emit;
   DiagFormat format;
   bool check;
+  ReportOptions report;
 } Options;
 
 static void usage(FILE *out) {
@@ -34,6 +36,14 @@ static void usage(FILE *out) {
         "  --emit=ast            print the checked syntax tree of FILE\n"
         "  --emit=ir             print FILE's VIR after the passes (docs/ir.md)\n"
         "  --emit=llvm           print the optimised LLVM IR of FILE's host code\n"
+        "  --report[=text|json]  print bytes read and FLOPs per decode step and row, and the\n"
+        "                        predicted speedup over dense (docs/report.md); needs:\n"
+        "    --context N           tokens in the row\n"
+        "    --budget B            top() budget in tokens (default: the policy's own)\n"
+        "    --kv-dtype T          f32, f16 or bf16 (default bf16)\n"
+        "    --G g --D d --P p     query heads per KV head, head dim, page size (4, 128, 16)\n"
+        "    --expected-density X  fraction where() selects, an estimate (default 0.05)\n"
+        "    --format=json         the report as one JSON object (as --report=json)\n"
         "  --diagnostics=text    diagnostics as file:line:col: error: message (default)\n"
         "  --diagnostics=json    one JSON object per diagnostic on stderr\n"
         "  --help                show this help\n"
@@ -55,6 +65,11 @@ static int usage_error(const char *fmt, const char *arg) {
 static int parse_options(int argc, char **argv, Options *o) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    int taken = report_parse_option(&o->report, argc, argv, &i);
+    if (taken < 0)
+      return 2;
+    if (taken)
+      continue;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
       return 0;
@@ -91,6 +106,10 @@ static int parse_options(int argc, char **argv, Options *o) {
     return usage_error("%s", "no input file");
   if (o->check && o->emit != EMIT_NONE)
     return usage_error("%s", "--check and --emit exclude each other");
+  if (o->report.enabled && (o->check || o->emit != EMIT_NONE))
+    return usage_error("%s", "--report excludes --check and --emit");
+  if (!report_check_options(&o->report))
+    return 2;
   return -1;
 }
 
@@ -141,6 +160,7 @@ static int emit_late(Compilation *c, Emit emit, DiagFormat format) {
 
 int main(int argc, char **argv) {
   Options o = {0};
+  report_options_init(&o.report);
   int rc = parse_options(argc, argv, &o);
   if (rc >= 0)
     return rc;
@@ -162,6 +182,10 @@ int main(int argc, char **argv) {
   rc = nerrors ? 1 : 0;
   if ((o.emit == EMIT_IR || o.emit == EMIT_LLVM) && nerrors == 0)
     rc = emit_late(&c, o.emit, o.format);
+  if (o.report.enabled && nerrors == 0) {
+    VirModule *m = middle_end(&c);
+    rc = m ? report_run(m, &o.report, stdout, stderr) : 3;
+  }
   front_destroy(&c);
   return rc;
 }

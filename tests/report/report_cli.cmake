@@ -1,0 +1,86 @@
+# report_cli.cmake - end-to-end test of `vxc --report`: the text and JSON forms on stdlib
+# policies, and the option errors that must exit 2 (usage). Run by CTest as
+#   cmake -DVXC=path/to/vxc -DSTDLIB=stdlib -P report_cli.cmake
+# The figures themselves are checked by test_report.c; here only the command line.
+cmake_minimum_required(VERSION 3.25)
+
+set(failures 0)
+
+# run(NAME EXPECTED_EXIT ARGS...): runs vxc, leaves its output in OUT_<NAME>/ERR_<NAME>.
+function(run name expected)
+  execute_process(COMMAND ${VXC} ${ARGN}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  set(OUT_${name} "${out}" PARENT_SCOPE)
+  set(ERR_${name} "${err}" PARENT_SCOPE)
+  if(NOT rc STREQUAL "${expected}")
+    message(SEND_ERROR "${name}: vxc ${ARGN}: exit ${rc}, expected ${expected}\nstdout:\n${out}\nstderr:\n${err}")
+    math(EXPR f "${failures} + 1")
+    set(failures ${f} PARENT_SCOPE)
+  else()
+    message(STATUS "ok   ${name}: exit ${rc}")
+  endif()
+endfunction()
+
+# expect(NAME TEXT REGEX): TEXT must match REGEX.
+function(expect name text regex)
+  if(NOT "${text}" MATCHES "${regex}")
+    message(SEND_ERROR "${name}: output does not match '${regex}':\n${text}")
+    math(EXPR f "${failures} + 1")
+    set(failures ${f} PARENT_SCOPE)
+  else()
+    message(STATUS "ok   ${name}: matches ${regex}")
+  endif()
+endfunction()
+
+set(QUEST ${STDLIB}/quest.vx)
+
+# Text: quest at 32K, budget 2048, bf16 KV (the defaults): 2 MiB of f32 envelopes scored,
+# 1 MiB attended, 16 MiB dense: 16/3 = 5.33x. Dense FLOPs: 4 G D N = 67108864.
+run(text 0 --report ${QUEST} --context 32768 --budget 2048)
+expect(text_policy "${OUT_text}" "cost report: policy quest\n")
+expect(text_scoring "${OUT_text}" "scoring +2097152 +2.00 MiB +4202496\n")
+expect(text_dense "${OUT_text}" "dense +16777216 +16.00 MiB +67108864\n")
+expect(text_speedup "${OUT_text}" "predicted speedup over dense: 5.33x by bytes")
+run(equals 0 --report=text --context=32768 --budget=2048 --kv-dtype=bf16 --G=4 --D=128 --P=16 ${QUEST})
+expect(equals "${OUT_equals}" "5.33x by bytes")
+
+# JSON, by --report=json and by --format=json; one object on one line.
+run(json 0 --report=json ${QUEST} --context 32768)
+expect(json "${OUT_json}" "^{\"policy\":\"quest\",\"context\":32768,.*\"scoring\":{\"bytes\":2097152,\"flops\":4202496,")
+expect(json_one_line "${OUT_json}" "^[^\n]*\n$")
+run(format_json 0 --report --format=json ${QUEST} --context 32768 --budget 2048)
+expect(format_json "${OUT_format_json}" "\"speedup\":{\"bytes\":5.3333")
+
+# A where() selection is an estimate, and says so.
+run(magicpig 0 --report ${STDLIB}/magicpig.vx --context 32768 --expected-density 0.02)
+expect(magicpig "${OUT_magicpig}" "ESTIMATE")
+run(dense 0 --report ${STDLIB}/dense.vx --context 1000)
+expect(dense "${OUT_dense}" "1.00x by bytes")
+
+# Usage errors: exit 2.
+run(no_context 2 --report ${QUEST})
+expect(no_context "${ERR_no_context}" "--context N")
+run(missing_value 2 --report ${QUEST} --context)
+expect(missing_value "${ERR_missing_value}" "'--context' needs a value")
+run(empty_value 2 --report ${QUEST} --context=)
+run(negative 2 --report ${QUEST} --context 32768 --budget -5)
+expect(negative "${ERR_negative}" "must not be negative")
+run(non_numeric 2 --report ${QUEST} --context 32k)
+expect(non_numeric "${ERR_non_numeric}" "expects an integer, not '32k'")
+run(zero_context 2 --report ${QUEST} --context 0)
+run(zero_D 2 --report ${QUEST} --context 100 --D 0)
+run(bad_dtype 2 --report ${QUEST} --context 100 --kv-dtype f8)
+run(bad_density 2 --report ${STDLIB}/magicpig.vx --context 100 --expected-density 1.5)
+run(bad_density_text 2 --report ${STDLIB}/magicpig.vx --context 100 --expected-density lots)
+run(bad_format 2 --report=yaml ${QUEST} --context 100)
+run(without_report 2 ${QUEST} --context 100)
+expect(without_report "${ERR_without_report}" "need --report")
+run(with_emit 2 --report --emit=ir ${QUEST} --context 100)
+
+# A require that fails for the given shapes is an error in the input: exit 1.
+run(require 1 --report ${STDLIB}/lserve.vx --context 1000 --P 8)
+expect(require "${ERR_require}" "require 1 of the policy does not hold")
+
+if(failures GREATER 0)
+  message(FATAL_ERROR "${failures} failure(s)")
+endif()
