@@ -387,6 +387,17 @@ static Axis *find_axis(Sema *s, const char *name) {
   return NULL;
 }
 
+/* Why an axis has a fixed extent (E0405), for the item that binds it. */
+static const char *implicit_extent_hint(const Node *item) {
+  if (item->kind == ND_ATTEND)
+    return "logit's axes are [G, npages, P]: write 'attend logit[g, p, t]' without extents";
+  if (item->stage == ST_UPDATE)
+    return "an update binds the axes of its state, which have their extents already";
+  if (item->stage == ST_TOKEN)
+    return "a token field starts with its page and token axes (npages, P)";
+  return "the first axis of a page field is its page (npages)";
+}
+
 /* Binds a new axis named by binder b (with an optional extent annotation). */
 static Axis *bind(Sema *s, Node *b, const char *implicit_extent) {
   Axis *a = new_axis(s, b->name, NULL, b->span);
@@ -419,8 +430,7 @@ static Axis *bind(Sema *s, Node *b, const char *implicit_extent) {
       Diagnostic *d = diag_error(s->diags, b->lhs->span, "E0405",
                                  "axis '%s' must have extent %s here, not %s", b->name, a->extent,
                                  text);
-      diag_hint(s->diags, d, "the first axis of a page field is its page (npages); a token "
-                             "field starts with its page and token (npages, P)");
+      diag_hint(s->diags, d, "%s", implicit_extent_hint(s->item));
     } else {
       set_extent(a, text, b->lhs->span);
       a->extent_expr = b->lhs;
