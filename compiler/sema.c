@@ -606,7 +606,20 @@ static void check_unusable_subscripts(Sema *s, Node *n) {
   }
 }
 
+static Type check_name(Sema *s, Node *n);
+
 static Type check_index(Sema *s, Node *n) {
+  if (s->ctx == CX_SELECT) {
+    /* select binds no axes: 'top(score[p, t], budget)' would otherwise report p and t as
+     * unknown and the selection as reading no score */
+    Diagnostic *d = diag_error(s->diags, n->span, "E0713",
+                               "a selection names tensors without subscripts");
+    diag_hint(s->diags, d, "write '%s', not '%s[...]'", n->name, n->name);
+    n->kind = ND_NAME; /* recover as the bare name: its own errors are still reported */
+    n->list = NULL;
+    check_name(s, n);
+    return TY_ERROR;
+  }
   if (find_axis(s, n->name)) {
     diag_error(s->diags, n->span, "E0411", "'%s' is an axis, not a tensor; it cannot be subscripted",
                n->name);
