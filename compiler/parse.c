@@ -4,6 +4,7 @@
 #include "parse.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "parser.h"
 
@@ -12,6 +13,11 @@ void vxParse(void *parser, int kind, Token tok, ParseCtx *ctx);
 void vxParseFree(void *parser, void (*release)(void *));
 
 static int token_text_len(const Token *t) { return t->span.len > 24 ? 24 : t->span.len; }
+
+static bool is_text(const Token *t, const char *text, const char *word) {
+  size_t n = strlen(word);
+  return t->kind == TK_IDENT && (size_t)t->span.len == n && !memcmp(text + t->span.off, word, n);
+}
 
 /* Whether a token of this kind is followed by the name of what it defines. */
 static bool names_next(int kind) {
@@ -76,6 +82,26 @@ void parse_syntax_error(ParseCtx *ctx, Token tok) {
                              "param that has one: 'param budget = 2048 tokens;'");
   else if (tok.kind == TK_LBRACKET && ctx->prev.kind == TK_RBRACKET)
     diag_hint(ctx->diags, d, "subscripts go in one bracket pair: 'k[p, t, c]'");
+  else if (tok.kind == TK_RBRACE && !after_item_end)
+    diag_hint(ctx->diags, d, "is a ';' missing before the '}'?");
+  /* habits from other languages */
+  else if (tok.kind == TK_STAR && ctx->prev.kind == TK_STAR)
+    diag_hint(ctx->diags, d, "there is no '**' operator: write pow(x, 2)");
+  else if (is_text(&tok, text, "if") || is_text(&tok, text, "else"))
+    diag_hint(ctx->diags, d, "a conditional value is written 'c ? a : b'");
+  else if (tok.kind == TK_COLON && (ctx->prev.kind == TK_COMMA || ctx->prev.kind == TK_LBRACKET))
+    diag_hint(ctx->diags, d, "there are no slices: subscript with an axis and reduce over it, "
+                             "e.g. 'sum[c] k[p, t, c]'");
+  else if (tok.kind == TK_PLUSEQ || tok.kind == TK_MINUSEQ || tok.kind == TK_STAREQ)
+    diag_hint(ctx->diags, d, "'+=', '-=' and '*=' only modify 'attend logit[g, p, t]'; an update "
+                             "assigns its state: 'update acc[p, t] = acc[p, t] + ...;'");
+  /* selections */
+  else if (tok.kind == TK_PER)
+    diag_hint(ctx->diags, d, "'per head' comes right after 'select': 'select per head top(score, budget);'");
+  else if ((tok.kind == TK_TOP || tok.kind == TK_WHERE || tok.kind == TK_ALL) && ctx->prev.kind == TK_RP)
+    diag_hint(ctx->diags, d, "join selections with ',': 'select top(score, budget), where(score > 4.0);'");
+  else if (tok.kind == TK_IDENT && (ctx->prev.kind == TK_SELECT || ctx->prev.kind == TK_HEAD))
+    diag_hint(ctx->diags, d, "a selection is top(SCORE, BUDGET), where(CONDITION) or all");
 }
 
 void parse_stack_overflow(ParseCtx *ctx) {

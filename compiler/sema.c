@@ -543,7 +543,9 @@ static Symbol *resolve(Sema *s, Node *n) {
   if (!sym) {
     Diagnostic *d = diag_error(s->diags, n->span, "E0302", "unknown name '%s'", n->name);
     const char *alt = suggest(s, n->name);
-    if (alt)
+    if (!strcmp(n->name, "true") || !strcmp(n->name, "false"))
+      diag_hint(s->diags, d, "there are no boolean literals: drop it, or write a comparison");
+    else if (alt)
       diag_hint(s->diags, d, "did you mean '%s'?", alt);
   }
   return sym;
