@@ -23,7 +23,6 @@
  * I/O errors. */
 #define _GNU_SOURCE
 #include <dirent.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
