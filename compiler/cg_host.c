@@ -17,7 +17,7 @@
 /* Field numbers of vxk_ctx (runtime/vxk.h): 14 i32 fields, then pointers. */
 enum {
   CX_D, CX_G, CX_P, CX_LAYER, CX_LEN, CX_NPAGES, CX_PREFILL_LEN, CX_KV_HEADS, CX_HEAD,
-  CX_KV_DTYPE, CX_PAGE_LO, CX_PAGE_HI, CX_PER_HEAD, CX_PAD0,
+  CX_KV_DTYPE, CX_PAGE_LO, CX_PAGE_HI, CX_PER_HEAD, CX_TOKEN_LO,
   CX_PAGE_IDS, CX_K, CX_V, CX_Q, CX_PARAMS, CX_TENSORS, CX_KEPT, CX_SELECTED, CX_PROB, CX_OUT,
   CX_LSE, CX_NFIELDS
 };
@@ -908,13 +908,20 @@ static void store_body(Cg *c, void *arg) {
   LLVMValueRef subs[8];
   for (int i = 0; i < t->rank && i < 8; i++)
     subs[i] = c->axis_val[s->axes[i]->id];
+  /* An append summarises the open page again, but its older tokens' fields must stay: a
+   * token field may be state that an update has rewritten since (h2o's acc). */
+  LLVMBasicBlockRef join = NULL;
+  if (st->k->kind == VK_SUMMARISE && t->kind == VT_TOKEN)
+    join = when(c, LLVMBuildICmp(c->b, LLVMIntSGE, token_pos(c, subs[0], subs[1]), c->field[CX_TOKEN_LO], ""));
   LLVMValueRef x = gen(c, s->value);
   LLVMValueRef idx = element_index(c, t, subs, is_paged(t));
   store_stored(c, tensor_base(c, t), idx, t->dtype, x, s->value->type);
+  if (join)
+    end_when(c, join);
 }
 
-/* A summarise kernel stores fields of pages [page_lo, page_hi) only; every other loop runs
- * over its axis's whole extent. */
+/* A summarise kernel stores fields of pages [page_lo, page_hi) only (token fields of tokens
+ * from token_lo on, see store_body); every other loop runs over its axis's whole extent. */
 static void store_nest(Cg *c, StoreState *st, int i) {
   const VirStore *s = st->s;
   if (i == s->dst->rank) {

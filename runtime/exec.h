@@ -101,7 +101,8 @@ void exec_row_reset(exec_state *st, int row);
  * fields of every page. */
 int exec_prefill(exec_state *st, int row, int layer, const exec_kv *kv, char *err, size_t errlen);
 
-/* After tokens [first, kv->len) were appended to one layer: the fields of their pages. */
+/* After tokens [first, kv->len) were appended to one layer: the page fields of their pages
+ * and the token fields of those tokens (older tokens' token fields are state to keep). */
 int exec_append(exec_state *st, int row, int layer, const exec_kv *kv, int first, char *err, size_t errlen);
 
 /* One decode step of one layer for all KV heads: q is [kv_heads][G][D]; out is

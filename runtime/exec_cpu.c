@@ -651,13 +651,15 @@ static void compute_prob(exec_state *st, const vxk_ctx *c, const float *lse) {
   }
 }
 
-static void run_summarise(exec_state *st, int row, int layer, const exec_kv *kv, int first_page) {
+/* Page fields of the pages holding tokens [first, len), token fields of those tokens only. */
+static void run_summarise(exec_state *st, int row, int layer, const exec_kv *kv, int first) {
   for (int h = 0; h < st->sh.kv_heads; h++) {
     vxk_ctx c;
     bind_tensors(st, row, layer, h);
     row_ctx(st, &c, layer, h, kv);
-    c.page_lo = first_page;
+    c.page_lo = first / st->sh.P;
     c.page_hi = c.npages;
+    c.token_lo = first;
     if (st->pol.k.summarise)
       st->pol.k.summarise(&c);
   }
@@ -685,7 +687,7 @@ int exec_append(exec_state *st, int row, int layer, const exec_kv *kv, int first
     set_err(err, errlen, "first new token %d is outside the row of %d tokens", first, kv->len);
     return 0;
   }
-  run_summarise(st, row, layer, kv, first / st->sh.P);
+  run_summarise(st, row, layer, kv, first);
   return 1;
 }
 

@@ -33,7 +33,7 @@ typedef struct vxk_ctx {
   /* 36 */ int32_t kv_dtype;
   /* 40 */ int32_t page_lo, page_hi; /* summarise: pages [page_lo, page_hi) */
   /* 48 */ int32_t per_head;         /* attend: selected is [G][npages*P], else [npages*P] */
-  /* 52 */ int32_t pad0;
+  /* 52 */ int32_t token_lo;         /* summarise: token fields only of tokens >= token_lo */
   /* 56 */ const int32_t *page_ids;  /* the row's page table, npages entries */
   /* 64 */ const void *k;            /* this layer's key pool */
   /* 72 */ const void *v;            /* this layer's value pool */
