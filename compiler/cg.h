@@ -17,9 +17,11 @@ typedef struct CgHostResult {
   double ms_link;       /* the object to a shared object */
 } CgHostResult;
 
-/* Compiles m to a shared object exporting vxk_KIND functions (runtime/vxk.h). With
- * llvm_only, stops after optimisation and returns only the IR text. */
-bool cg_host_compile(const VirModule *m, Diags *diags, Span where, bool llvm_only, CgHostResult *out);
+/* Compiles m to a shared object exporting vxk_KIND functions (runtime/vxk.h), optimised at
+ * level 1 (fast to compile, the default) or 2 (LLVM's O2). With llvm_only, stops after
+ * optimisation and returns only the IR text. */
+bool cg_host_compile(const VirModule *m, Diags *diags, Span where, int level, bool llvm_only,
+                     CgHostResult *out);
 void cg_host_result_free(CgHostResult *r);
 /* The target name host code is compiled for ("x86_64-linux"). */
 const char *cg_host_target(void);

@@ -1,7 +1,9 @@
 /* cg_emit.c - from the host LLVM module to a shared object: optimise with the new pass
- * manager (default<O2>), emit an object for generic x86-64 (artifacts must not depend on
- * the compiling machine's CPU), and link it with `ld -shared`. The runtime dlopens the
- * result, so it never links LLVM. */
+ * manager, emit an object for generic x86-64 (artifacts must not depend on the compiling
+ * machine's CPU), and link it with `ld -shared`. The runtime dlopens the result, so it never
+ * links LLVM. Level 1 (the default) is a short function pipeline and the fast instruction
+ * selector: a few milliseconds per policy, because a compile-and-measure loop runs vxc
+ * hundreds of times a day; level 2 is LLVM's O2 (vectorised loops, 20-100 ms). */
 #include "cg_llvm.h"
 
 #include <errno.h>
@@ -32,7 +34,14 @@ static void fail(Diags *d, Span where, const char *what, const char *detail) {
     diag_hint(d, g, "%s", detail);
 }
 
-static LLVMTargetMachineRef host_machine(Diags *d, Span where) {
+/* The passes each level runs: promote the allocas cg_host.c uses for loop counters and
+ * accumulators to registers, fold, and hoist loop-invariant loads (level 1); everything
+ * (level 2). */
+static const char *pipeline(int level) {
+  return level >= 2 ? "default<O2>" : "function(sroa,early-cse,instcombine,simplifycfg,loop-mssa(licm))";
+}
+
+static LLVMTargetMachineRef host_machine(Diags *d, Span where, int level) {
   LLVMInitializeX86TargetInfo();
   LLVMInitializeX86Target();
   LLVMInitializeX86TargetMC();
@@ -44,7 +53,8 @@ static LLVMTargetMachineRef host_machine(Diags *d, Span where) {
     LLVMDisposeMessage(err);
     return NULL;
   }
-  return LLVMCreateTargetMachine(target, "x86_64-pc-linux-gnu", "x86-64", "", LLVMCodeGenLevelDefault,
+  return LLVMCreateTargetMachine(target, "x86_64-pc-linux-gnu", "x86-64", "",
+                                 level >= 2 ? LLVMCodeGenLevelDefault : LLVMCodeGenLevelNone,
                                  LLVMRelocPIC, LLVMCodeModelDefault);
 }
 
@@ -79,12 +89,13 @@ static bool link_shared(const char *obj, CgHostResult *out, Diags *d, Span where
   return ok;
 }
 
-bool cg_host_compile(const VirModule *m, Diags *diags, Span where, bool llvm_only, CgHostResult *out) {
+bool cg_host_compile(const VirModule *m, Diags *diags, Span where, int level, bool llvm_only,
+                     CgHostResult *out) {
   memset(out, 0, sizeof *out);
   double t0 = now_ms();
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef mod = cg_host_module(ctx, m, diags, where);
-  LLVMTargetMachineRef tm = mod ? host_machine(diags, where) : NULL;
+  LLVMTargetMachineRef tm = mod ? host_machine(diags, where, level) : NULL;
   bool ok = false;
   if (tm) {
     char *triple = LLVMGetTargetMachineTriple(tm);
@@ -96,7 +107,7 @@ bool cg_host_compile(const VirModule *m, Diags *diags, Span where, bool llvm_onl
     LLVMDisposeMessage(dl);
     LLVMDisposeTargetData(layout);
     LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-    LLVMErrorRef e = LLVMRunPasses(mod, "default<O2>", tm, opts);
+    LLVMErrorRef e = LLVMRunPasses(mod, pipeline(level), tm, opts);
     LLVMDisposePassBuilderOptions(opts);
     if (e) {
       char *msg = LLVMGetErrorMessage(e);

@@ -149,7 +149,7 @@ static int emit_late(Compilation *c, Emit emit, DiagFormat format) {
     return 0;
   }
   CgHostResult r;
-  if (!cg_host_compile(m, &c->diags, c->policy->span, true, &r)) {
+  if (!cg_host_compile(m, &c->diags, c->policy->span, 1, true, &r)) {
     diag_render(&c->diags, stderr, format);
     return 1;
   }

@@ -78,7 +78,7 @@ static bool compile_once(const char *path, double ms[NSTAGES]) {
     CgHostResult r;
     if (bad)
       fprintf(stderr, "bench_compile: %s: invalid VIR\n", path);
-    else if (!cg_host_compile(m, &c.diags, c.policy->span, false, &r))
+    else if (!cg_host_compile(m, &c.diags, c.policy->span, 1, false, &r))
       diag_render(&c.diags, stderr, DIAG_TEXT);
     else {
       double t3 = now_ms();

@@ -93,7 +93,7 @@ int host_policy_compile(const char *path, host_policy *hp) {
   if (pass_run(m, stderr))
     return -1;
   CgHostResult r;
-  if (!cg_host_compile(m, &c->diags, c->policy->span, false, &r)) {
+  if (!cg_host_compile(m, &c->diags, c->policy->span, 1, false, &r)) {
     diag_render(&c->diags, stderr, DIAG_TEXT);
     return -1;
   }
