@@ -62,6 +62,7 @@ int main(int argc, char **argv) {
     exec_destroy(st);
     host_policy_free(&hp);
   }
+  free(q); free(k); free(v); free(kp); free(vp); free(ids); free(qf); free(out); free(lse);
   printf("%d passed, %d failed\n", 2 - failed, failed);
   return failed != 0;
 }
