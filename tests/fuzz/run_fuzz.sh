@@ -3,7 +3,8 @@
 # with every .vx file in the tree (stdlib, examples, compile-fail and golden tests).
 #   usage: run_fuzz.sh FUZZER SOURCE_DIR WORK_DIR SECONDS [libFuzzer options...]
 # The corpus lives in WORK_DIR/corpus (recreated each run; never committed); crash inputs go
-# to WORK_DIR/artifacts/. Exits non-zero if the fuzzer finds a crash, leak, timeout or OOM.
+# to WORK_DIR/artifacts/, the full libFuzzer log to WORK_DIR/fuzz.log. Exits non-zero if the
+# fuzzer finds a crash, leak, timeout or OOM.
 set -euo pipefail
 if [ $# -lt 4 ]; then
   echo "usage: $0 FUZZER SOURCE_DIR WORK_DIR SECONDS [libFuzzer options...]" >&2
@@ -21,8 +22,9 @@ for dir in stdlib examples tests/compile_fail tests/golden; do
     nseeds=$((nseeds + 1))
   done
 done
-echo "run_fuzz: $nseeds seed files, ${seconds}s, corpus $work/corpus"
-exec "$fuzzer" \
+echo "run_fuzz: $nseeds seed files, ${seconds}s, corpus $work/corpus, log $work/fuzz.log"
+rc=0
+"$fuzzer" \
   -max_total_time="$seconds" \
   -max_len=65536 \
   -timeout=10 \
@@ -31,4 +33,13 @@ exec "$fuzzer" \
   -artifact_prefix="$work/artifacts/" \
   -print_final_stats=1 \
   "$@" \
-  "$work/corpus"
+  "$work/corpus" >"$work/fuzz.log" 2>&1 || rc=$?
+# The full log has a line per new input; show the start, the end and the statistics.
+grep -E '^INFO: Seed|INITED|DONE|^Done|^stat::' "$work/fuzz.log" || true
+echo "run_fuzz: corpus now $(find "$work/corpus" -type f | wc -l) inputs"
+if [ "$rc" -ne 0 ]; then
+  echo "run_fuzz: FAILED (status $rc); the end of $work/fuzz.log:"
+  tail -n 80 "$work/fuzz.log"
+  ls -l "$work/artifacts/"
+fi
+exit "$rc"
