@@ -76,12 +76,16 @@ Diagnostic *diag_error(Diags *d, Span at, const char *code, const char *fmt, ...
   va_start(ap, fmt);
   Diagnostic *g = make(d, SEV_ERROR, at, code, fmt, ap);
   va_end(ap);
+  d->nerrors++;
+  if (d->nerrors > DIAG_MAX_KEPT) {
+    d->dropped++;
+    return g; /* the caller may still attach notes; nobody renders them */
+  }
   if (d->last)
     d->last->next = g;
   else
     d->first = g;
   d->last = g;
-  d->nerrors++;
   return g;
 }
 
@@ -171,4 +175,20 @@ void diag_render(const Diags *d, FILE *out, DiagFormat format) {
     else
       render_text(d->src, g, out);
   }
+  if (!d->dropped)
+    return;
+  if (format == DIAG_JSON) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "file", d->src->path);
+    cJSON_AddStringToObject(o, "severity", "note");
+    cJSON_AddStringToObject(o, "code", "N0001");
+    cJSON_AddNumberToObject(o, "dropped", d->dropped);
+    cJSON_AddStringToObject(o, "message", "further errors not shown");
+    char *text = cJSON_PrintUnformatted(o);
+    if (text)
+      fprintf(out, "%s\n", text);
+    free(text);
+    cJSON_Delete(o);
+  } else
+    fprintf(out, "%s: note: %d further errors not shown\n", d->src->path, d->dropped);
 }

@@ -37,11 +37,16 @@ struct Diagnostic {
   Diagnostic *next;
 };
 
+/* Errors beyond this many are counted but not kept: a broken generated file must not turn
+ * into hundreds of megabytes of output. */
+enum { DIAG_MAX_KEPT = 200 };
+
 typedef struct Diags {
   Arena *arena;
   const Source *src;
   Diagnostic *first, *last;
-  int nerrors;
+  int nerrors;  /* all errors, kept or not */
+  int dropped;  /* errors beyond DIAG_MAX_KEPT */
 } Diags;
 
 void source_init(Source *s, Arena *a, const char *path, const char *text, int len);

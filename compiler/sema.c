@@ -101,6 +101,7 @@ typedef struct Sema {
   Node *item;      /* the item being checked */
   Axis *scope[MAX_AXES_IN_SCOPE];
   int nscope;
+  bool too_many_axes; /* E0410 reported for this statement */
   Axis *own_page;  /* page/token field: its page axis */
   Axis *own_token; /* token field: its token axis */
   Node *keep;
@@ -438,9 +439,11 @@ static Axis *bind(Sema *s, Node *b, const char *implicit_extent) {
   }
   if (s->nscope < MAX_AXES_IN_SCOPE)
     s->scope[s->nscope++] = a;
-  else
+  else if (!s->too_many_axes) { /* once per statement, not once per extra axis */
     diag_error(s->diags, b->span, "E0410", "too many axes in one statement (limit %d)",
                MAX_AXES_IN_SCOPE);
+    s->too_many_axes = true;
+  }
   return a;
 }
 
@@ -1505,6 +1508,7 @@ bool sema_check(Arena *arena, Node *policy, Diags *diags) {
   for (Node *n = policy->list; n; n = n->next) {
     s.item = n;
     s.nscope = 0;
+    s.too_many_axes = false;
     s.own_page = s.own_token = NULL;
     switch (n->kind) {
     case ND_PARAM:

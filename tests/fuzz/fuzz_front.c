@@ -9,6 +9,8 @@
 #include <stdlib.h>
 
 #include "front.h"
+#include "lower.h"
+#include "pass.h"
 #include "lex.h"
 
 /* Printers write here: formatting runs in full, the bytes go nowhere. */
@@ -55,8 +57,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   dump_tokens(&c);
   if (c.policy) {
     ast_print(sink, c.policy, false);
-    if (c.checked)
+    if (c.checked) {
       ast_print(sink, c.policy, true);
+      /* whatever the checker accepts must lower to valid VIR: a verifier complaint is a bug */
+      VirModule *m = lower_policy(&c.arena, c.policy);
+      if (pass_run(m, stderr) || vir_verify(m, stderr))
+        abort();
+      vir_print(sink, m);
+    }
   }
   front_destroy(&c);
   return 0;
