@@ -1,0 +1,255 @@
+/* vxrt.h - the public C API of libvxrt, the vx runtime.
+ *
+ * Sits between a serving engine (vx-serve, or anyone's engine through the C ABI) and the
+ * compiled policies that vxc writes. This layer opens devices (CPU, CUDA through a dlopen'ed
+ * driver), loads and validates compiled-policy artifacts, and owns the paged KV cache.
+ * The policy-executing calls (summarise, select, attend) come with the next layer.
+ *
+ * Rules every function here follows: it returns a vxrt_status (VXRT_OK = 0) and, on failure,
+ * leaves a message for vxrt_last_error() in the calling thread; it never prints and never
+ * exits; every handle it creates has an explicit free/close. Full reference: docs/runtime.md.
+ */
+#ifndef VXRT_H
+#define VXRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define VXRT_API __attribute__((visibility("default")))
+#else
+#define VXRT_API
+#endif
+
+/* The artifact format version this runtime reads (see docs/runtime.md, "Artifact format"). */
+#define VXRT_ARTIFACT_FORMAT 1
+
+/* ---------------------------------------------------------------- status and errors */
+
+typedef enum vxrt_status {
+  VXRT_OK = 0,
+  VXRT_ERR_INVALID_ARG,   /* a NULL pointer, a bad count, an index or row out of range */
+  VXRT_ERR_NO_DEVICE,     /* no driver, or no device with that ordinal */
+  VXRT_ERR_DEVICE,        /* the device driver reported an error */
+  VXRT_ERR_OUT_OF_MEMORY, /* host or device allocation failed */
+  VXRT_ERR_IO,            /* a file could not be read */
+  VXRT_ERR_FORMAT,        /* artifact malformed: truncated, bad magic, bad manifest, bounds */
+  VXRT_ERR_VERSION,       /* artifact format version this runtime does not read */
+  VXRT_ERR_CORRUPT,       /* artifact checksum mismatch */
+  VXRT_ERR_TARGET,        /* artifact has no code for this device */
+  VXRT_ERR_LOAD,          /* a code section failed to load, or lacks a kernel entry */
+  VXRT_ERR_PARAM,         /* bad parameter override: unknown name, wrong type, duplicate */
+  VXRT_ERR_POOL_FULL,     /* the KV page pool (or a row's page table) has no room */
+  VXRT_ERR_STATE,         /* the object is in the wrong state: row not open, device busy */
+  VXRT_ERR_UNSUPPORTED    /* a valid request this build does not support */
+} vxrt_status;
+
+/* The message of the last failed call on this thread ("" if none). Valid until the next
+ * failing call on the same thread. Successful calls leave it alone. */
+VXRT_API const char *vxrt_last_error(void);
+
+/* A short constant name for a status ("VXRT_ERR_FORMAT"); never NULL. */
+VXRT_API const char *vxrt_status_name(vxrt_status st);
+
+/* ---------------------------------------------------------------- devices */
+
+typedef struct vxrt_device vxrt_device;
+
+typedef enum vxrt_device_kind { VXRT_CPU = 0, VXRT_CUDA = 1 } vxrt_device_kind;
+
+typedef struct vxrt_device_info {
+  vxrt_device_kind kind;
+  int ordinal;
+  char name[128];       /* "cpu (x86_64)" or the GPU's name */
+  char target[32];      /* code target it runs: "x86_64-linux", "sm_90" */
+  int cc_major;         /* CUDA compute capability; 0 on the CPU */
+  int cc_minor;
+  int driver_version;   /* CUDA driver version (13000 = 13.0); 0 on the CPU */
+  uint64_t total_memory;/* device memory in bytes; 0 on the CPU */
+} vxrt_device_info;
+
+/* Opens a device. VXRT_CPU accepts ordinal 0 only. VXRT_CUDA loads libcuda.so.1 at run time
+ * (never linked), initialises the driver and creates a context on device `ordinal`; without
+ * a driver it fails with VXRT_ERR_NO_DEVICE and "no CUDA driver (libcuda.so.1 not found)". */
+VXRT_API vxrt_status vxrt_device_open(vxrt_device_kind kind, int ordinal, vxrt_device **out);
+
+/* Closes a device. Fails with VXRT_ERR_STATE (and closes nothing) while caches or policies
+ * created on it are alive. NULL is accepted and does nothing. */
+VXRT_API vxrt_status vxrt_device_close(vxrt_device *dev);
+
+VXRT_API vxrt_status vxrt_device_get_info(const vxrt_device *dev, vxrt_device_info *out);
+
+/* ---------------------------------------------------------------- compiled policies */
+
+typedef struct vxrt_policy vxrt_policy;
+
+typedef enum vxrt_param_type { VXRT_PARAM_I32 = 0, VXRT_PARAM_F32 = 1 } vxrt_param_type;
+
+/* A load-time parameter override: `value` must be integral and in range for i32 params,
+ * finite for f32 params. Each name at most once per load. */
+typedef struct vxrt_param_override {
+  const char *name;
+  double value;
+} vxrt_param_override;
+
+typedef struct vxrt_policy_info {
+  const char *name;        /* the policy's name in its source */
+  const char *vx_version;  /* version of the vxc that compiled it */
+  const char *source_hash; /* 16 hex digits: FNV-1a 64 of the source text */
+  const char *target;      /* the artifact target loaded for this device */
+  int format;              /* artifact format version */
+  int nparams, nfields, nkernels;
+} vxrt_policy_info;
+
+typedef struct vxrt_param_info {
+  const char *name;
+  vxrt_param_type type;
+  const char *unit;        /* "tokens", "pages" or "" */
+  double default_value;    /* as written in the source */
+  double value;            /* after overrides */
+} vxrt_param_info;
+
+typedef enum vxrt_field_stage {
+  VXRT_STAGE_PAGE = 0, VXRT_STAGE_TOKEN, VXRT_STAGE_ROW, VXRT_STAGE_CONST
+} vxrt_field_stage;
+
+typedef struct vxrt_field_info {
+  const char *name;
+  vxrt_field_stage stage;
+  const char *dtype;          /* "f32", "f16", "bf16", "fp8e4m3", "i8", "u32", "i32" */
+  int naxes;
+  const char *const *axes;    /* naxes extent strings ("D", "L", "8") */
+} vxrt_field_info;
+
+typedef enum vxrt_kernel_kind {
+  VXRT_KERNEL_APPEND = 0, VXRT_KERNEL_SUMMARISE, VXRT_KERNEL_ROW, VXRT_KERNEL_SELECT,
+  VXRT_KERNEL_ATTEND, VXRT_KERNEL_UPDATE
+} vxrt_kernel_kind;
+
+typedef struct vxrt_kernel_info {
+  const char *name;
+  vxrt_kernel_kind kind;
+  const char *entry;   /* symbol name in the code section */
+  void *handle;        /* CPU: the host function's address; CUDA: its CUfunction */
+} vxrt_kernel_info;
+
+/* Loads a compiled policy from memory (the bytes are copied; the caller keeps ownership).
+ * Validates the whole artifact (magic, version, manifest, bounds, checksums), picks the code
+ * section for `dev` (host-so for the CPU, PTX for CUDA), loads it, resolves every kernel's
+ * entry, and applies the `novr` overrides (ovr may be NULL when novr is 0). */
+VXRT_API vxrt_status vxrt_policy_load(vxrt_device *dev, const void *bytes, size_t len,
+                                      const vxrt_param_override *ovr, int novr,
+                                      vxrt_policy **out);
+VXRT_API vxrt_status vxrt_policy_load_file(vxrt_device *dev, const char *path,
+                                           const vxrt_param_override *ovr, int novr,
+                                           vxrt_policy **out);
+/* NULL is accepted and does nothing. */
+VXRT_API vxrt_status vxrt_policy_free(vxrt_policy *pol);
+
+/* Getters. Strings and arrays they return live as long as the policy. */
+VXRT_API vxrt_status vxrt_policy_get_info(const vxrt_policy *pol, vxrt_policy_info *out);
+VXRT_API vxrt_status vxrt_policy_get_param(const vxrt_policy *pol, int index,
+                                           vxrt_param_info *out);
+/* Index of the parameter called `name`; VXRT_ERR_INVALID_ARG if there is none. */
+VXRT_API vxrt_status vxrt_policy_find_param(const vxrt_policy *pol, const char *name,
+                                            int *index);
+VXRT_API vxrt_status vxrt_policy_get_field(const vxrt_policy *pol, int index,
+                                           vxrt_field_info *out);
+VXRT_API vxrt_status vxrt_policy_get_kernel(const vxrt_policy *pol, int index,
+                                            vxrt_kernel_info *out);
+
+/* ---------------------------------------------------------------- the paged KV cache */
+
+typedef struct vxrt_cache vxrt_cache;
+
+typedef enum vxrt_dtype {
+  VXRT_F32 = 0,
+  VXRT_F16 = 1,     /* IEEE binary16, round to nearest even, overflow to inf */
+  VXRT_BF16 = 2,    /* bfloat16, round to nearest even */
+  VXRT_FP8E4M3 = 3  /* OCP E4M3 (no inf; max 448), round to nearest even, saturating */
+} vxrt_dtype;
+
+typedef struct vxrt_cache_desc {
+  int layers;        /* transformer layers, each with its own K and V pools */
+  int kv_heads;      /* KV heads per layer */
+  int head_dim;      /* D */
+  int page_size;     /* P: tokens per page */
+  vxrt_dtype kv_dtype;
+  int max_pages;     /* pages in the pool; a page holds P tokens of every head, every layer */
+  int max_rows;      /* rows (requests) open at once */
+  int max_row_pages; /* page-table capacity of one row; 0 means max_pages */
+} vxrt_cache_desc;
+
+typedef struct vxrt_cache_info {
+  vxrt_cache_desc desc;     /* as created (max_row_pages resolved) */
+  int free_pages;           /* pages not owned by any row */
+  int open_rows;
+  size_t elem_bytes;        /* bytes of one K or V element in kv_dtype */
+  size_t block_bytes;       /* one (page, KV head) block of K (or of V): P * D elements */
+  size_t pool_bytes;        /* one layer's K pool (or V pool): max_pages * kv_heads blocks */
+} vxrt_cache_info;
+
+/* One layer's pools, for kernels: the (page p, head h) block of K starts at
+ * k + (p * kv_heads + h) * block_bytes and holds P x D elements, token-major ([t][c]).
+ * Host pointers on the CPU; device addresses (CUdeviceptr values) on CUDA. */
+typedef struct vxrt_kv_pool {
+  void *k;
+  void *v;
+} vxrt_kv_pool;
+
+/* Creates a cache and preallocates everything it will ever use (pools, page tables, free
+ * list, staging), so that appends never allocate. Unused slots of a row's pages read as 0. */
+VXRT_API vxrt_status vxrt_cache_create(vxrt_device *dev, const vxrt_cache_desc *desc,
+                                       vxrt_cache **out);
+/* NULL is accepted and does nothing. Open rows are released with the cache. */
+VXRT_API vxrt_status vxrt_cache_free(vxrt_cache *cache);
+VXRT_API vxrt_status vxrt_cache_get_info(const vxrt_cache *cache, vxrt_cache_info *out);
+VXRT_API vxrt_status vxrt_cache_get_pool(const vxrt_cache *cache, int layer,
+                                         vxrt_kv_pool *out);
+
+/* Rows: one request's tokens in every layer and KV head (a policy's "row" is a (row, KV
+ * head) pair of this cache). All layers of a row share one page table; each layer has its
+ * own length, so layers may be appended one after another. */
+VXRT_API vxrt_status vxrt_row_open(vxrt_cache *cache, int *row);
+/* Returns the row's pages to the pool; the row id may be handed out again. */
+VXRT_API vxrt_status vxrt_row_close(vxrt_cache *cache, int row);
+
+/* Appends `ntokens` tokens to `layer` of `row`. k and v are f32, laid out
+ * [ntokens][kv_heads][head_dim] (each token's heads together, as a model produces them),
+ * converted to the cache dtype. Pages are taken from the pool as needed; when the pool or
+ * the row's page table cannot hold them the call fails with VXRT_ERR_POOL_FULL and changes
+ * nothing. ntokens = 0 is a no-op. */
+VXRT_API vxrt_status vxrt_append(vxrt_cache *cache, int row, int layer, const float *k,
+                                 const float *v, int ntokens);
+VXRT_API vxrt_status vxrt_row_length(const vxrt_cache *cache, int row, int layer,
+                                     int64_t *len);
+/* Copies the row's page table (page ids in token order) into pages[0..cap); *npages gets the
+ * row's page count. Fails with VXRT_ERR_INVALID_ARG if cap is too small (then *npages still
+ * tells the size needed). pages may be NULL when cap is 0. */
+VXRT_API vxrt_status vxrt_row_pages(const vxrt_cache *cache, int row, int32_t *pages,
+                                    int cap, int *npages);
+/* Reads tokens [start, start + ntokens) of `layer` of `row` back as f32, in the layout
+ * vxrt_append takes. Either k or v may be NULL to skip it. */
+VXRT_API vxrt_status vxrt_read_kv(const vxrt_cache *cache, int row, int layer, int64_t start,
+                                  int ntokens, float *k, float *v);
+
+/* ---------------------------------------------------------------- element types */
+
+/* Bytes per element of a KV dtype, its name ("bf16"), or 0 / "?" for an invalid value. */
+VXRT_API size_t vxrt_dtype_size(vxrt_dtype t);
+VXRT_API const char *vxrt_dtype_name(vxrt_dtype t);
+
+/* Converts n floats to/from a KV dtype with the rounding vxrt_append uses. For tests and for
+ * engines that fill pools themselves. VXRT_ERR_INVALID_ARG on a bad dtype or NULL pointer. */
+VXRT_API vxrt_status vxrt_convert_from_f32(vxrt_dtype t, const float *src, void *dst, size_t n);
+VXRT_API vxrt_status vxrt_convert_to_f32(vxrt_dtype t, const void *src, float *dst, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VXRT_H */

@@ -1,0 +1,56 @@
+/* vxrt_internal.h - what the files of libvxrt share and nobody outside it may use.
+ *
+ * The device structure and its memory primitives (one code path for host and CUDA memory),
+ * the dlopen'ed CUDA driver table, error reporting, dtype conversion. Everything declared
+ * here has hidden visibility in libvxrt.so (the library is built with -fvisibility=hidden),
+ * so only VXRT_API functions of vxrt.h are exported. Never include this from tests or tools.
+ */
+#ifndef VXRT_INTERNAL_H
+#define VXRT_INTERNAL_H
+
+#include "cuda_api.h"
+#include "vxrt.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Records a message for vxrt_last_error() and returns st, so failures read
+ * `return vxrt_fail(VXRT_ERR_..., "...")`. */
+vxrt_status vxrt_fail(vxrt_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+struct vxrt_device {
+  vxrt_device_info info;
+  atomic_int live;        /* caches and policies alive on this device */
+  /* CUDA only. */
+  void *libcuda;          /* dlopen handle */
+  vxcu_api cu;            /* driver entry points */
+  vxcu_context ctx;
+};
+
+/* Device memory as integer addresses: host pointers on the CPU, CUdeviceptr on CUDA, so the
+ * cache has one code path. Each call makes the device's context current for its duration. */
+vxrt_status vxrt_mem_alloc(vxrt_device *dev, size_t bytes, uint64_t *addr);
+void vxrt_mem_free(vxrt_device *dev, uint64_t addr);
+vxrt_status vxrt_mem_write(vxrt_device *dev, uint64_t dst, const void *src, size_t bytes);
+vxrt_status vxrt_mem_read(vxrt_device *dev, void *dst, uint64_t src, size_t bytes);
+vxrt_status vxrt_mem_zero(vxrt_device *dev, uint64_t dst, size_t bytes);
+
+/* CUDA: make the device's context current on this thread / restore the previous one. */
+vxrt_status vxrt_cuda_push(vxrt_device *dev);
+void vxrt_cuda_pop(vxrt_device *dev);
+/* A driver error as "cuFoo failed: CUDA_ERROR_X (text)" under status st. */
+vxrt_status vxrt_cuda_fail(vxrt_device *dev, vxrt_status st, const char *call, vxcu_result r);
+
+/* The code target of the machine the runtime runs on ("x86_64-linux"). */
+const char *vxrt_host_target(void);
+
+/* Scalar conversions with the rounding documented in vxrt.h. */
+uint16_t vxrt_f32_to_f16(float f);
+float vxrt_f16_to_f32(uint16_t h);
+uint16_t vxrt_f32_to_bf16(float f);
+float vxrt_bf16_to_f32(uint16_t h);
+uint8_t vxrt_f32_to_e4m3(float f);
+float vxrt_e4m3_to_f32(uint8_t x);
+
+#endif /* VXRT_INTERNAL_H */
