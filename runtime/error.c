@@ -8,14 +8,19 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
-static _Thread_local char last_error[1024];
+static _Thread_local char last_error[4096]; /* room for a PTX JIT log */
 
 vxrt_status vxrt_fail(vxrt_status st, const char *fmt, ...) {
+  /* Formatted aside first: callers may pass vxrt_last_error() itself as an argument to wrap
+   * an earlier message, and vsnprintf's source and destination must not overlap. */
+  char msg[sizeof last_error];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(last_error, sizeof last_error, fmt, ap);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  memcpy(last_error, msg, sizeof msg);
   return st;
 }
 

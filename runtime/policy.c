@@ -295,7 +295,7 @@ static vxrt_status load_ptx(vxrt_policy *pol, const art_target *t) {
     pol->mod = NULL;
     vxrt_cuda_pop(dev);
     vxrt_cuda_fail(dev, VXRT_ERR_LOAD, "cuModuleLoadDataEx", r);
-    return vxrt_fail(VXRT_ERR_LOAD, "PTX of target %s failed to load: %s%s%.7000s", t->name,
+    return vxrt_fail(VXRT_ERR_LOAD, "PTX of target %s failed to load: %s%s%.3000s", t->name,
                      vxrt_last_error(), elog[0] ? "\n" : "", elog);
   }
   for (int i = 0; i < pol->man->nkernels; i++) {

@@ -85,6 +85,8 @@ int main(void) {
             "PTX of target sm_80 failed to load");
   printf("broken PTX message: %s\n", vxrt_last_error());
   RT_CHECK(strstr(vxrt_last_error(), "frobnicate") != NULL, "JIT log in the message");
+  RT_CHECK(strstr(vxrt_last_error(), "cuModuleLoadDataEx failed: CUDA_ERROR_INVALID_PTX") != NULL,
+           "driver error name in the message");
   free(b.data);
   /* PTX for a newer GPU than this one, and host code only: nothing to run. */
   b = ptx_artifact("sm_999", good_ptx, "vxt_fill");
