@@ -66,20 +66,22 @@ static void wr64(unsigned char *p, uint64_t v) {
 }
 
 static const char *const type_names[] = {"i32", "f32", NULL};
-static const char *const stage_names[] = {"page", "token", "row", "const", NULL};
-static const char *const kernel_kind_names[] = {"append", "summarise", "row", "select",
-                                                "attend", "update", NULL};
+static const char *const stage_names[] = {"page", "token", "row", "const", "step", NULL};
+static const char *const kernel_kind_names[] = {"append", "summarise", "row",   "select",
+                                                "attend", "update",    "const", "scalars",
+                                                "require", NULL};
 static const char *const target_kind_names[] = {"host-so", "ptx", NULL};
 static const char *const unit_names[] = {"tokens", "pages", "", NULL};
-const char *const art_dtype_names[] = {"f32", "f16", "bf16", "fp8e4m3", "i8", "u32", "i32", NULL};
+/* The language's storage dtypes (compiler/ast.c), fp8 being e4m3. */
+const char *const art_dtype_names[] = {"f32", "f16", "bf16", "fp8", "int8", "u32", NULL};
 
 static const char *enum_name(const char *const *names, int n, int v) {
   return v >= 0 && v < n ? names[v] : "?";
 }
 const char *art_type_name(art_type t) { return enum_name(type_names, 2, (int)t); }
-const char *art_stage_name(art_stage s) { return enum_name(stage_names, 4, (int)s); }
+const char *art_stage_name(art_stage s) { return enum_name(stage_names, 5, (int)s); }
 const char *art_kernel_kind_name(art_kernel_kind k) {
-  return enum_name(kernel_kind_names, 6, (int)k);
+  return enum_name(kernel_kind_names, 9, (int)k);
 }
 const char *art_target_kind_name(art_target_kind k) {
   return enum_name(target_kind_names, 2, (int)k);

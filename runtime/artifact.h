@@ -42,9 +42,11 @@ typedef struct art_error {
 } art_error;
 
 typedef enum art_type { ART_I32 = 0, ART_F32 = 1 } art_type;
-typedef enum art_stage { ART_PAGE = 0, ART_TOKEN, ART_ROW, ART_CONST } art_stage;
+typedef enum art_stage { ART_PAGE = 0, ART_TOKEN, ART_ROW, ART_CONST, ART_STEP } art_stage;
+/* The kinds of runtime/vxk.h's host kernels, plus append (device-side cache writes). */
 typedef enum art_kernel_kind {
-  ART_K_APPEND = 0, ART_K_SUMMARISE, ART_K_ROW, ART_K_SELECT, ART_K_ATTEND, ART_K_UPDATE
+  ART_K_APPEND = 0, ART_K_SUMMARISE, ART_K_ROW, ART_K_SELECT, ART_K_ATTEND, ART_K_UPDATE,
+  ART_K_CONST, ART_K_SCALARS, ART_K_REQUIRE
 } art_kernel_kind;
 typedef enum art_target_kind { ART_HOST_SO = 0, ART_PTX = 1 } art_target_kind;
 
@@ -58,7 +60,7 @@ typedef struct art_param {
 typedef struct art_field {
   const char *name;
   art_stage stage;
-  const char *dtype;         /* one of art_dtype_names */
+  const char *dtype;         /* one of art_dtype_names (the language's storage dtypes) */
   int naxes;
   const char *const *axes;   /* extent strings, non-empty */
 } art_field;

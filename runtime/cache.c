@@ -67,7 +67,8 @@ static vxrt_status check_desc(const vxrt_cache_desc *d) {
 static int mul_ok(size_t a, size_t b, size_t *out) { return !__builtin_mul_overflow(a, b, out); }
 
 vxrt_status vxrt_cache_create(vxrt_device *dev, const vxrt_cache_desc *desc, vxrt_cache **out) {
-  if (!dev || !desc || !out) return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_cache_create: NULL argument");
+  if (!dev || !desc || !out)
+    return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_cache_create: NULL argument");
   *out = NULL;
   vxrt_status st = check_desc(desc);
   if (st) return st;
@@ -216,7 +217,9 @@ vxrt_status vxrt_row_pages(const vxrt_cache *c, int row, int32_t *pages, int cap
   if (cap < n)
     return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_row_pages: row %d has %d pages, buffer holds %d",
                      row, n, cap);
-  if (n) memcpy(pages, &c->tables[(size_t)row * (size_t)c->d.max_row_pages], sizeof(int32_t) * (size_t)n);
+  if (n)
+    memcpy(pages, &c->tables[(size_t)row * (size_t)c->d.max_row_pages],
+           sizeof(int32_t) * (size_t)n);
   return VXRT_OK;
 }
 
@@ -245,7 +248,8 @@ static vxrt_status put_run(vxrt_cache *c, uint64_t dst, const float *src, int n)
   int host = c->dev->info.kind == VXRT_CPU;
   unsigned char *buf = host ? (unsigned char *)(uintptr_t)dst : c->staging;
   for (int i = 0; i < n; i++)
-    vxrt_convert_from_f32(c->d.kv_dtype, src + (size_t)i * stride, buf + (size_t)i * D * c->elem, D);
+    vxrt_convert_from_f32(c->d.kv_dtype, src + (size_t)i * stride,
+                          buf + (size_t)i * D * c->elem, D);
   return host ? VXRT_OK : vxrt_mem_write(c->dev, dst, buf, (size_t)n * D * c->elem);
 }
 

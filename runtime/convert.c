@@ -105,7 +105,7 @@ const char *vxrt_dtype_name(vxrt_dtype t) {
   case VXRT_F32: return "f32";
   case VXRT_F16: return "f16";
   case VXRT_BF16: return "bf16";
-  case VXRT_FP8E4M3: return "fp8e4m3";
+  case VXRT_FP8E4M3: return "fp8";
   }
   return "?";
 }
@@ -113,11 +113,21 @@ const char *vxrt_dtype_name(vxrt_dtype t) {
 vxrt_status vxrt_convert_from_f32(vxrt_dtype t, const float *src, void *dst, size_t n) {
   if (!vxrt_dtype_size(t)) return vxrt_fail(VXRT_ERR_INVALID_ARG, "invalid dtype %d", (int)t);
   if (n && (!src || !dst)) return vxrt_fail(VXRT_ERR_INVALID_ARG, "NULL buffer");
+  uint16_t *h = dst;
+  uint8_t *b = dst;
   switch (t) {
-  case VXRT_F32: if (n) memmove(dst, src, n * 4); break;
-  case VXRT_F16: for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = vxrt_f32_to_f16(src[i]); break;
-  case VXRT_BF16: for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = vxrt_f32_to_bf16(src[i]); break;
-  case VXRT_FP8E4M3: for (size_t i = 0; i < n; i++) ((uint8_t *)dst)[i] = vxrt_f32_to_e4m3(src[i]); break;
+  case VXRT_F32:
+    if (n) memmove(dst, src, n * 4);
+    break;
+  case VXRT_F16:
+    for (size_t i = 0; i < n; i++) h[i] = vxrt_f32_to_f16(src[i]);
+    break;
+  case VXRT_BF16:
+    for (size_t i = 0; i < n; i++) h[i] = vxrt_f32_to_bf16(src[i]);
+    break;
+  case VXRT_FP8E4M3:
+    for (size_t i = 0; i < n; i++) b[i] = vxrt_f32_to_e4m3(src[i]);
+    break;
   }
   return VXRT_OK;
 }
@@ -125,11 +135,21 @@ vxrt_status vxrt_convert_from_f32(vxrt_dtype t, const float *src, void *dst, siz
 vxrt_status vxrt_convert_to_f32(vxrt_dtype t, const void *src, float *dst, size_t n) {
   if (!vxrt_dtype_size(t)) return vxrt_fail(VXRT_ERR_INVALID_ARG, "invalid dtype %d", (int)t);
   if (n && (!src || !dst)) return vxrt_fail(VXRT_ERR_INVALID_ARG, "NULL buffer");
+  const uint16_t *h = src;
+  const uint8_t *b = src;
   switch (t) {
-  case VXRT_F32: if (n) memmove(dst, src, n * 4); break;
-  case VXRT_F16: for (size_t i = 0; i < n; i++) dst[i] = vxrt_f16_to_f32(((const uint16_t *)src)[i]); break;
-  case VXRT_BF16: for (size_t i = 0; i < n; i++) dst[i] = vxrt_bf16_to_f32(((const uint16_t *)src)[i]); break;
-  case VXRT_FP8E4M3: for (size_t i = 0; i < n; i++) dst[i] = vxrt_e4m3_to_f32(((const uint8_t *)src)[i]); break;
+  case VXRT_F32:
+    if (n) memmove(dst, src, n * 4);
+    break;
+  case VXRT_F16:
+    for (size_t i = 0; i < n; i++) dst[i] = vxrt_f16_to_f32(h[i]);
+    break;
+  case VXRT_BF16:
+    for (size_t i = 0; i < n; i++) dst[i] = vxrt_bf16_to_f32(h[i]);
+    break;
+  case VXRT_FP8E4M3:
+    for (size_t i = 0; i < n; i++) dst[i] = vxrt_e4m3_to_f32(b[i]);
+    break;
   }
   return VXRT_OK;
 }

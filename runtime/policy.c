@@ -24,13 +24,17 @@
 
 /* The manifest's enumerations are handed out as the public ones, value for value. */
 _Static_assert((int)ART_PAGE == VXRT_STAGE_PAGE && (int)ART_TOKEN == VXRT_STAGE_TOKEN &&
-                   (int)ART_ROW == VXRT_STAGE_ROW && (int)ART_CONST == VXRT_STAGE_CONST,
+                   (int)ART_ROW == VXRT_STAGE_ROW && (int)ART_CONST == VXRT_STAGE_CONST &&
+                   (int)ART_STEP == VXRT_STAGE_STEP,
                "art_stage and vxrt_field_stage disagree");
 _Static_assert((int)ART_K_APPEND == VXRT_KERNEL_APPEND &&
                    (int)ART_K_SUMMARISE == VXRT_KERNEL_SUMMARISE &&
                    (int)ART_K_ROW == VXRT_KERNEL_ROW && (int)ART_K_SELECT == VXRT_KERNEL_SELECT &&
                    (int)ART_K_ATTEND == VXRT_KERNEL_ATTEND &&
-                   (int)ART_K_UPDATE == VXRT_KERNEL_UPDATE,
+                   (int)ART_K_UPDATE == VXRT_KERNEL_UPDATE &&
+                   (int)ART_K_CONST == VXRT_KERNEL_CONST &&
+                   (int)ART_K_SCALARS == VXRT_KERNEL_SCALARS &&
+                   (int)ART_K_REQUIRE == VXRT_KERNEL_REQUIRE,
                "art_kernel_kind and vxrt_kernel_kind disagree");
 
 struct vxrt_policy {
@@ -427,7 +431,8 @@ vxrt_status vxrt_policy_get_info(const vxrt_policy *pol, vxrt_policy_info *out) 
 
 static vxrt_status check_index(const vxrt_policy *pol, const void *out, int index, int n,
                                const char *what) {
-  if (!pol || !out) return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_policy_get_%s: NULL argument", what);
+  if (!pol || !out)
+    return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_policy_get_%s: NULL argument", what);
   if (index < 0 || index >= n)
     return vxrt_fail(VXRT_ERR_INVALID_ARG, "%s index %d out of range (policy %s has %d)", what,
                      index, pol->man->policy, n);

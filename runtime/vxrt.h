@@ -114,20 +114,21 @@ typedef struct vxrt_param_info {
 } vxrt_param_info;
 
 typedef enum vxrt_field_stage {
-  VXRT_STAGE_PAGE = 0, VXRT_STAGE_TOKEN, VXRT_STAGE_ROW, VXRT_STAGE_CONST
+  VXRT_STAGE_PAGE = 0, VXRT_STAGE_TOKEN, VXRT_STAGE_ROW, VXRT_STAGE_CONST, VXRT_STAGE_STEP
 } vxrt_field_stage;
 
 typedef struct vxrt_field_info {
   const char *name;
   vxrt_field_stage stage;
-  const char *dtype;          /* "f32", "f16", "bf16", "fp8e4m3", "i8", "u32", "i32" */
+  const char *dtype;          /* "f32", "f16", "bf16", "fp8" (e4m3), "int8", "u32" */
   int naxes;
   const char *const *axes;    /* naxes extent strings ("D", "L", "8") */
 } vxrt_field_info;
 
 typedef enum vxrt_kernel_kind {
   VXRT_KERNEL_APPEND = 0, VXRT_KERNEL_SUMMARISE, VXRT_KERNEL_ROW, VXRT_KERNEL_SELECT,
-  VXRT_KERNEL_ATTEND, VXRT_KERNEL_UPDATE
+  VXRT_KERNEL_ATTEND, VXRT_KERNEL_UPDATE, VXRT_KERNEL_CONST, VXRT_KERNEL_SCALARS,
+  VXRT_KERNEL_REQUIRE
 } vxrt_kernel_kind;
 
 typedef struct vxrt_kernel_info {
@@ -239,7 +240,7 @@ VXRT_API vxrt_status vxrt_read_kv(const vxrt_cache *cache, int row, int layer, i
 
 /* ---------------------------------------------------------------- element types */
 
-/* Bytes per element of a KV dtype, its name ("bf16"), or 0 / "?" for an invalid value. */
+/* Bytes per element of a KV dtype, its name ("bf16", "fp8"), or 0 / "?" for an invalid value. */
 VXRT_API size_t vxrt_dtype_size(vxrt_dtype t);
 VXRT_API const char *vxrt_dtype_name(vxrt_dtype t);
 

@@ -183,6 +183,13 @@ static const edit edits[] = {
     {"targets", "[]", VXRT_ERR_FORMAT, "trailing bytes after the last section"},
     {"targets[0].name", "\"sm_90\"", VXRT_ERR_FORMAT, "both named \"sm_90\""},
     {"extra_key_from_a_newer_vxc", "{\"x\": 1}", VXRT_OK, NULL},
+    {"fields[0].stage", "\"step\"", VXRT_OK, NULL},
+    {"fields[1].dtype", "\"fp8\"", VXRT_OK, NULL},
+    {"fields[1].dtype", "\"int8\"", VXRT_OK, NULL},
+    {"fields[1].dtype", "\"fp8e4m3\"", VXRT_ERR_FORMAT, "expected one of \"f32\", \"f16\", \"bf16\", \"fp8\", \"int8\", \"u32\""},
+    {"kernels[0].kind", "\"require\"", VXRT_OK, NULL},
+    {"kernels[1].kind", "\"scalars\"", VXRT_OK, NULL},
+    {"kernels[2].kind", "\"const\"", VXRT_OK, NULL},
 };
 
 static void test_manifest_edits(void) {
