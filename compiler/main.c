@@ -8,6 +8,7 @@
 #include "lex.h"
 #include "cg.h"
 #include "lower.h"
+#include "package.h"
 #include "pass.h"
 #include "report.h"
 
@@ -15,22 +16,29 @@
 #define VX_VERSION "0.0.0-dev"
 #endif
 
-typedef enum Emit { EMIT_NONE, EMIT_TOKENS, EMIT_AST, EMIT_IR, EMIT_LLVM } Emit;
+/* EMIT_ARTIFACT, the default, compiles FILE to a loadable artifact. */
+typedef enum Emit { EMIT_ARTIFACT, EMIT_TOKENS, EMIT_AST, EMIT_IR, EMIT_LLVM } Emit;
 
 typedef struct Options {
   const char *input;
   Emit emit;
   DiagFormat format;
   bool check;
+  const char *output; /* -o */
+  int opt_level;      /* -O1 (default) or -O2 */
   ReportOptions report;
 } Options;
 
 static void usage(FILE *out) {
   fputs("usage: vxc [options] FILE.vx\n"
         "\n"
-        "Compiles a sparse-attention policy written in .vx.\n"
+        "Compiles a sparse-attention policy written in .vx into an artifact that libvxrt loads\n"
+        "(NAME.vxp in the current directory unless -o says otherwise).\n"
         "\n"
         "options:\n"
+        "  -o OUT                write the compiled policy to OUT\n"
+        "  -O1, -O2              host code optimisation: -O1 compiles in milliseconds (default),\n"
+        "                        -O2 runs LLVM's full pipeline (faster CPU kernels, slower compile)\n"
         "  --check               parse and check FILE, print diagnostics only\n"
         "  --emit=tokens         print the tokens of FILE (line:col kind text)\n"
         "  --emit=ast            print the checked syntax tree of FILE\n"
@@ -76,6 +84,12 @@ static int parse_options(int argc, char **argv, Options *o) {
     } else if (!strcmp(a, "--version")) {
       printf("vxc %s\n", VX_VERSION);
       return 0;
+    } else if (!strcmp(a, "-o")) {
+      if (i + 1 >= argc)
+        return usage_error("%s", "-o needs a file name");
+      o->output = argv[++i];
+    } else if (!strcmp(a, "-O1") || !strcmp(a, "-O2")) {
+      o->opt_level = a[2] - '0';
     } else if (!strcmp(a, "--check")) {
       o->check = true;
     } else if (!strcmp(a, "--emit=tokens")) {
@@ -104,10 +118,12 @@ static int parse_options(int argc, char **argv, Options *o) {
   }
   if (!o->input)
     return usage_error("%s", "no input file");
-  if (o->check && o->emit != EMIT_NONE)
+  if (o->check && o->emit != EMIT_ARTIFACT)
     return usage_error("%s", "--check and --emit exclude each other");
-  if (o->report.enabled && (o->check || o->emit != EMIT_NONE))
+  if (o->report.enabled && (o->check || o->emit != EMIT_ARTIFACT))
     return usage_error("%s", "--report excludes --check and --emit");
+  if (o->output && (o->check || o->report.enabled || o->emit != EMIT_ARTIFACT))
+    return usage_error("%s", "-o goes with compiling to an artifact, not with --check, --emit or --report");
   if (!report_check_options(&o->report))
     return 2;
   return -1;
@@ -139,27 +155,51 @@ static VirModule *middle_end(Compilation *c) {
   return m;
 }
 
-/* --emit=ir and --emit=llvm; returns the exit code. */
-static int emit_late(Compilation *c, Emit emit, DiagFormat format) {
+/* NAME.vxp in the current directory for input .../NAME.vx. */
+static char *default_output(const char *input) {
+  const char *base = strrchr(input, '/');
+  base = base ? base + 1 : input;
+  size_t n = strlen(base);
+  if (n > 3 && !strcmp(base + n - 3, ".vx"))
+    n -= 3;
+  char *out = malloc(n + 5);
+  if (out) {
+    memcpy(out, base, n);
+    strcpy(out + n, ".vxp");
+  }
+  return out;
+}
+
+/* --emit=ir, --emit=llvm and the artifact; returns the exit code. */
+static int back_end(Compilation *c, const Options *o) {
   VirModule *m = middle_end(c);
   if (!m)
     return 3;
-  if (emit == EMIT_IR) {
+  if (o->emit == EMIT_IR) {
     vir_print(stdout, m);
     return 0;
   }
   CgHostResult r;
-  if (!cg_host_compile(m, &c->diags, c->policy->span, 1, true, &r)) {
-    diag_render(&c->diags, stderr, format);
+  bool ok = cg_host_compile(m, &c->diags, c->policy->span, o->opt_level, o->emit == EMIT_LLVM, &r);
+  if (ok && o->emit == EMIT_LLVM) {
+    fputs(r.llvm_ir, stdout);
+  } else if (ok) {
+    char *fallback = o->output ? NULL : default_output(o->input);
+    const char *path = o->output ? o->output : fallback;
+    ok = path && pkg_write(m, &c->src, &r, path, &c->diags, c->policy->span);
+    free(fallback);
+  }
+  cg_host_result_free(&r);
+  if (!ok) {
+    diag_render(&c->diags, stderr, o->format);
     return 1;
   }
-  fputs(r.llvm_ir, stdout);
-  cg_host_result_free(&r);
   return 0;
 }
 
 int main(int argc, char **argv) {
   Options o = {0};
+  o.opt_level = 1;
   report_options_init(&o.report);
   int rc = parse_options(argc, argv, &o);
   if (rc >= 0)
@@ -180,11 +220,11 @@ int main(int argc, char **argv) {
   else if (o.emit == EMIT_AST && c.policy && nerrors == 0)
     ast_print(stdout, c.policy, true);
   rc = nerrors ? 1 : 0;
-  if ((o.emit == EMIT_IR || o.emit == EMIT_LLVM) && nerrors == 0)
-    rc = emit_late(&c, o.emit, o.format);
-  if (o.report.enabled && nerrors == 0) {
+  if (nerrors == 0 && o.report.enabled) {
     VirModule *m = middle_end(&c);
     rc = m ? report_run(m, &o.report, stdout, stderr) : 3;
+  } else if (nerrors == 0 && !o.check && (o.emit == EMIT_ARTIFACT || o.emit == EMIT_IR || o.emit == EMIT_LLVM)) {
+    rc = back_end(&c, &o);
   }
   front_destroy(&c);
   return rc;

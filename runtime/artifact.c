@@ -66,7 +66,10 @@ static void wr64(unsigned char *p, uint64_t v) {
 }
 
 static const char *const type_names[] = {"i32", "f32", NULL};
-static const char *const stage_names[] = {"page", "token", "row", "const", "step", NULL};
+static const char *const stage_names[] = {"page", "token", "row", "const", "step", "input", NULL};
+static const char *const init_names[] = {"gaussian", "load", NULL};
+static const char *const keep_kind_names[] = {"first", "last", "generated", NULL};
+static const char *const select_kind_names[] = {"top", "where", "all", NULL};
 static const char *const kernel_kind_names[] = {"append", "summarise", "row",   "select",
                                                 "attend", "update",    "const", "scalars",
                                                 "require", NULL};
@@ -79,7 +82,7 @@ static const char *enum_name(const char *const *names, int n, int v) {
   return v >= 0 && v < n ? names[v] : "?";
 }
 const char *art_type_name(art_type t) { return enum_name(type_names, 2, (int)t); }
-const char *art_stage_name(art_stage s) { return enum_name(stage_names, 5, (int)s); }
+const char *art_stage_name(art_stage s) { return enum_name(stage_names, 6, (int)s); }
 const char *art_kernel_kind_name(art_kernel_kind k) {
   return enum_name(kernel_kind_names, 9, (int)k);
 }
@@ -376,6 +379,15 @@ static art_code read_fields(art_reader *r, const cJSON *root, art_manifest *m) {
     }
     f->naxes = n;
     f->axes = list;
+    if (cJSON_GetObjectItemCaseSensitive(it, "init")) {
+      int init;
+      if ((c = get_enum(r, it, "init", init_names, &init)) ||
+          (c = get_string(r, it, "init_arg", &f->init_arg)))
+        return c;
+      if (f->stage != ART_CONST)
+        return fail(r->err, ART_EFORMAT, "manifest: %s: only a const has an 'init'", r->path);
+      f->init = init_names[init];
+    }
     i++;
   }
   return check_unique(r, "fields", &m->fields[0].name, sizeof(art_field), m->nfields);
@@ -433,6 +445,82 @@ static art_code read_targets(art_reader *r, const cJSON *root, art_manifest *m) 
   return check_unique(r, "targets", &m->targets[0].name, sizeof(art_target), m->ntargets);
 }
 
+static art_code get_opt_int(art_reader *r, const cJSON *root, const char *key, int max, int *out) {
+  if (!cJSON_GetObjectItemCaseSensitive(root, key))
+    return ART_OK;
+  uint64_t v;
+  art_code c = get_u64(r, root, key, &v);
+  if (c) return c;
+  if (v > (uint64_t)max)
+    return fail(r->err, ART_EFORMAT, "manifest: '%s' is %llu; at most %d", key,
+                (unsigned long long)v, max);
+  *out = (int)v;
+  return ART_OK;
+}
+
+static art_code read_keeps(art_reader *r, const cJSON *root, art_manifest *m) {
+  const cJSON *arr, *it;
+  void *items;
+  if (!cJSON_GetObjectItemCaseSensitive(root, "keeps"))
+    return ART_OK;
+  art_code c = get_array(r, root, "keeps", sizeof(art_keep), &arr, &m->nkeeps, &items);
+  if (c) return c;
+  m->keeps = items;
+  int i = 0;
+  cJSON_ArrayForEach(it, arr) {
+    art_keep *k = &m->keeps[i];
+    int kind, unit, at_prefill = 0;
+    if ((c = enter(r, it, "keeps", i)) || (c = get_enum(r, it, "kind", keep_kind_names, &kind)) ||
+        (c = get_enum(r, it, "unit", unit_names, &unit)) ||
+        (c = get_opt_int(r, it, "at_prefill", 1, &at_prefill)))
+      return c;
+    if (unit_names[unit][0] == '\0')
+      return fail(r->err, ART_EFORMAT, "manifest: %s: 'unit' must be tokens or pages", r->path);
+    k->kind = (art_keep_kind)kind;
+    k->unit = unit_names[unit];
+    k->at_prefill = at_prefill;
+    i++;
+  }
+  return ART_OK;
+}
+
+static art_code read_selects(art_reader *r, const cJSON *root, art_manifest *m) {
+  const cJSON *arr, *it;
+  void *items;
+  if (!cJSON_GetObjectItemCaseSensitive(root, "selects"))
+    return ART_OK;
+  art_code c = get_array(r, root, "selects", sizeof(art_select), &arr, &m->nselects, &items);
+  if (c) return c;
+  m->selects = items;
+  int i = 0;
+  cJSON_ArrayForEach(it, arr) {
+    art_select *s = &m->selects[i];
+    int kind, unit = 2, field = 0;
+    if ((c = enter(r, it, "selects", i)) || (c = get_enum(r, it, "kind", select_kind_names, &kind)))
+      return c;
+    s->kind = (art_select_kind)kind;
+    s->field = -1;
+    if (s->kind != ART_SELECT_ALL) {
+      const cJSON *f;
+      if ((c = need(r, it, "field", &f)) || (c = get_opt_int(r, it, "field", ART_MAX_ITEMS, &field)))
+        return c;
+      if (field >= m->nfields || m->fields[field].stage != ART_STEP)
+        return fail(r->err, ART_EFORMAT, "manifest: %s: 'field' %d is not a step field", r->path,
+                    field);
+      s->field = field;
+    }
+    if (s->kind == ART_SELECT_TOP) {
+      if ((c = get_enum(r, it, "unit", unit_names, &unit)))
+        return c;
+      if (unit_names[unit][0] == '\0')
+        return fail(r->err, ART_EFORMAT, "manifest: %s: a top() budget needs a unit", r->path);
+    }
+    s->unit = unit_names[unit];
+    i++;
+  }
+  return ART_OK;
+}
+
 static art_code read_manifest(art_reader *r, const cJSON *root, art_manifest *m) {
   art_code c;
   double fmt;
@@ -452,7 +540,13 @@ static art_code read_manifest(art_reader *r, const cJSON *root, art_manifest *m)
   if (!is_hex16(m->source_hash))
     return fail(r->err, ART_EFORMAT, "manifest: 'source_hash' must be 16 lowercase hex digits");
   if ((c = read_params(r, root, m)) || (c = read_fields(r, root, m)) ||
-      (c = read_kernels(r, root, m)) || (c = read_targets(r, root, m)))
+      (c = read_kernels(r, root, m)) || (c = read_targets(r, root, m)) ||
+      (c = read_keeps(r, root, m)) || (c = read_selects(r, root, m)))
+    return c;
+  r->path[0] = '\0';
+  if ((c = get_opt_int(r, root, "per_head", 1, &m->per_head)) ||
+      (c = get_opt_int(r, root, "token_granular", 1, &m->token_granular)) ||
+      (c = get_opt_int(r, root, "requires", ART_MAX_ITEMS, &m->nrequires)))
     return c;
   return ART_OK;
 }
@@ -642,7 +736,36 @@ static cJSON *build_manifest(const art_manifest *m, const uint64_t *offsets, art
         goto fail;
       }
     }
+    if (f->init && (!add_str(it, "init", f->init) || !add_str(it, "init_arg", f->init_arg))) {
+      bad = "fields' init";
+      goto fail;
+    }
   }
+  if (m->nkeeps && !(arr = cJSON_AddArrayToObject(root, "keeps"))) goto oom;
+  for (int i = 0; i < m->nkeeps; i++) {
+    const art_keep *k = &m->keeps[i];
+    if (!(it = cJSON_CreateObject()) || !cJSON_AddItemToArray(arr, it)) goto oom;
+    if (!add_str(it, "kind", enum_name(keep_kind_names, 3, (int)k->kind)) ||
+        !add_str(it, "unit", k->unit) || !add_num(it, "at_prefill", k->at_prefill != 0)) {
+      bad = "keeps";
+      goto fail;
+    }
+  }
+  if (m->nselects && !(arr = cJSON_AddArrayToObject(root, "selects"))) goto oom;
+  for (int i = 0; i < m->nselects; i++) {
+    const art_select *x = &m->selects[i];
+    if (!(it = cJSON_CreateObject()) || !cJSON_AddItemToArray(arr, it)) goto oom;
+    if (!add_str(it, "kind", enum_name(select_kind_names, 3, (int)x->kind)) ||
+        (x->kind != ART_SELECT_ALL && !add_num(it, "field", x->field)) ||
+        (x->kind == ART_SELECT_TOP && !add_str(it, "unit", x->unit))) {
+      bad = "selects";
+      goto fail;
+    }
+  }
+  if (!add_num(root, "per_head", m->per_head != 0) ||
+      !add_num(root, "token_granular", m->token_granular != 0) ||
+      !add_num(root, "requires", m->nrequires))
+    goto oom;
   if (!(arr = cJSON_AddArrayToObject(root, "kernels"))) goto oom;
   for (int i = 0; i < m->nkernels; i++) {
     const art_kernel *k = &m->kernels[i];

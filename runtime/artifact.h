@@ -42,7 +42,10 @@ typedef struct art_error {
 } art_error;
 
 typedef enum art_type { ART_I32 = 0, ART_F32 = 1 } art_type;
-typedef enum art_stage { ART_PAGE = 0, ART_TOKEN, ART_ROW, ART_CONST, ART_STEP } art_stage;
+/* A field is any tensor the kernels address by index (runtime/vxk.h's tensors array): the
+ * list is in the compiler's tensor order, inputs (q, k, v, ...) included, so that a
+ * selection can name a field by its index. */
+typedef enum art_stage { ART_PAGE = 0, ART_TOKEN, ART_ROW, ART_CONST, ART_STEP, ART_INPUT } art_stage;
 /* The kinds of runtime/vxk.h's host kernels, plus append (device-side cache writes). */
 typedef enum art_kernel_kind {
   ART_K_APPEND = 0, ART_K_SUMMARISE, ART_K_ROW, ART_K_SELECT, ART_K_ATTEND, ART_K_UPDATE,
@@ -63,7 +66,25 @@ typedef struct art_field {
   const char *dtype;         /* one of art_dtype_names (the language's storage dtypes) */
   int naxes;
   const char *const *axes;   /* extent strings, non-empty */
+  const char *init;          /* consts made by the runtime: "gaussian" or "load"; else NULL */
+  const char *init_arg;      /* gaussian: the seed (a param's name or a number); load: a file */
 } art_field;
+
+/* The always-kept ranges and the selection (docs/runtime.md): the keep counts and top()
+ * budgets themselves come from the `scalars` kernel, since they may depend on params. */
+typedef enum art_keep_kind { ART_KEEP_FIRST = 0, ART_KEEP_LAST, ART_KEEP_GENERATED } art_keep_kind;
+typedef struct art_keep {
+  art_keep_kind kind;
+  const char *unit;          /* "tokens" or "pages" */
+  int at_prefill;            /* last N tokens of the prefill rather than of the row */
+} art_keep;
+
+typedef enum art_select_kind { ART_SELECT_TOP = 0, ART_SELECT_WHERE, ART_SELECT_ALL } art_select_kind;
+typedef struct art_select {
+  art_select_kind kind;
+  int field;                 /* top: the score field; where: the 0/1 condition; all: -1 */
+  const char *unit;          /* top: the budget's unit */
+} art_select;
 
 typedef struct art_kernel {
   const char *name;
@@ -91,6 +112,12 @@ typedef struct art_manifest {
   art_field *fields;
   art_kernel *kernels;
   art_target *targets;
+  int nkeeps, nselects;      /* optional in the manifest: absent means none */
+  art_keep *keeps;
+  art_select *selects;
+  int per_head;              /* the selection keeps the head axis */
+  int token_granular;        /* it picks tokens, not pages */
+  int nrequires;             /* conditions the require kernel checks */
   void *owned_;              /* art_parse: everything above lives here; NULL otherwise */
 } art_manifest;
 

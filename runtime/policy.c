@@ -25,7 +25,7 @@
 /* The manifest's enumerations are handed out as the public ones, value for value. */
 _Static_assert((int)ART_PAGE == VXRT_STAGE_PAGE && (int)ART_TOKEN == VXRT_STAGE_TOKEN &&
                    (int)ART_ROW == VXRT_STAGE_ROW && (int)ART_CONST == VXRT_STAGE_CONST &&
-                   (int)ART_STEP == VXRT_STAGE_STEP,
+                   (int)ART_STEP == VXRT_STAGE_STEP && (int)ART_INPUT == VXRT_STAGE_INPUT,
                "art_stage and vxrt_field_stage disagree");
 _Static_assert((int)ART_K_APPEND == VXRT_KERNEL_APPEND &&
                    (int)ART_K_SUMMARISE == VXRT_KERNEL_SUMMARISE &&

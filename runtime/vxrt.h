@@ -114,7 +114,8 @@ typedef struct vxrt_param_info {
 } vxrt_param_info;
 
 typedef enum vxrt_field_stage {
-  VXRT_STAGE_PAGE = 0, VXRT_STAGE_TOKEN, VXRT_STAGE_ROW, VXRT_STAGE_CONST, VXRT_STAGE_STEP
+  VXRT_STAGE_PAGE = 0, VXRT_STAGE_TOKEN, VXRT_STAGE_ROW, VXRT_STAGE_CONST, VXRT_STAGE_STEP,
+  VXRT_STAGE_INPUT /* q, k, v and the other inputs, listed so field indices match the kernels */
 } vxrt_field_stage;
 
 typedef struct vxrt_field_info {

@@ -43,9 +43,9 @@ static art_param rt_params[] = {
     {"scale", ART_F32, "", 0.5},
 };
 static art_field rt_fields[] = {
-    {"kmax", ART_PAGE, "f32", 1, rt_axes_c},
-    {"kmin", ART_PAGE, "bf16", 1, rt_axes_c},
-    {"W", ART_CONST, "f32", 3, rt_axes_w},
+    {"kmax", ART_PAGE, "f32", 1, rt_axes_c, NULL, NULL},
+    {"kmin", ART_PAGE, "bf16", 1, rt_axes_c, NULL, NULL},
+    {"W", ART_CONST, "f32", 3, rt_axes_w, "gaussian", "seed"},
 };
 static art_kernel rt_kernels[] = {
     {"add", ART_K_SELECT, "vxt_add"},

@@ -1,0 +1,159 @@
+/* package.c - VIR plus host code to an artifact (see package.h). The manifest lists every
+ * VIR tensor in id order, so that a field's index is the kernels' tensor index and the
+ * selection can name its score by it. */
+#include "package.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "artifact.h"
+#include "sema.h"
+
+typedef struct Pack {
+  art_manifest m;
+  art_param *params;
+  art_field *fields;
+  art_kernel kernels[9];
+  art_keep *keeps;
+  art_select *selects;
+  art_target target;
+  char hash[17];
+} Pack;
+
+static const char *unit_name(Unit u) { return u == UNIT_PAGES ? "pages" : u == UNIT_TOKENS ? "tokens" : ""; }
+
+static void pack_params(Pack *p, const VirModule *m) {
+  for (int i = 0; i < m->nparams; i++) {
+    const Node *n = m->params[i];
+    const Node *v = n->lhs;
+    art_param *a = &p->params[i];
+    a->name = n->name;
+    a->type = n->sym && n->sym->type == TY_F32 ? ART_F32 : ART_I32;
+    a->unit = unit_name(n->unit);
+    a->def = v->kind == ND_UNARY ? -v->lhs->num : v->num;
+  }
+}
+
+static void pack_fields(Pack *p, const VirModule *m) {
+  static const art_stage stage[] = {ART_INPUT, ART_CONST, ART_ROW, ART_PAGE, ART_TOKEN, ART_STEP};
+  for (int i = 0; i < m->ntensors; i++) {
+    const VirTensor *t = m->tensors[i];
+    art_field *f = &p->fields[i];
+    f->name = t->name;
+    f->stage = stage[t->kind];
+    f->dtype = ast_dtype_text(t->dtype);
+    f->naxes = t->rank;
+    f->axes = t->extents;
+    if (t->init) {
+      const Node *arg = t->init->list;
+      f->init = t->init->name;
+      f->init_arg = arg->kind == ND_NAME ? arg->name : arg->str;
+    }
+  }
+}
+
+/* Every function cg_host.c emits: the kernels VIR has, then scalars and require. */
+static void pack_kernels(Pack *p, const VirModule *m) {
+  static const art_kernel_kind kind[] = {ART_K_CONST, ART_K_ROW, ART_K_SUMMARISE, ART_K_SELECT,
+                                         ART_K_ATTEND, ART_K_UPDATE};
+  static const char *const entry[] = {"vxk_const", "vxk_row", "vxk_summarise", "vxk_select",
+                                      "vxk_attend", "vxk_update"};
+  int n = 0;
+  for (const VirKernel *k = m->kernels; k; k = k->next) {
+    p->kernels[n].name = vir_kernel_kind_text(k->kind);
+    p->kernels[n].kind = kind[k->kind];
+    p->kernels[n++].entry = entry[k->kind];
+  }
+  p->kernels[n++] = (art_kernel){"scalars", ART_K_SCALARS, "vxk_scalars"};
+  p->kernels[n++] = (art_kernel){"require", ART_K_REQUIRE, "vxk_require"};
+  p->m.nkernels = n;
+}
+
+static void pack_selection(Pack *p, const VirModule *m) {
+  for (int i = 0; i < m->nkeeps; i++) {
+    const VirKeep *k = &m->keeps[i];
+    p->keeps[i].kind = k->kind == KEEP_FIRST ? ART_KEEP_FIRST : k->kind == KEEP_LAST ? ART_KEEP_LAST : ART_KEEP_GENERATED;
+    p->keeps[i].unit = k->unit == UNIT_PAGES ? "pages" : "tokens";
+    p->keeps[i].at_prefill = k->at_prefill;
+  }
+  for (int i = 0; i < m->nselections; i++) {
+    const VirSelection *s = &m->selections[i];
+    art_select *a = &p->selects[i];
+    a->kind = s->kind == ND_TOP ? ART_SELECT_TOP : s->kind == ND_WHERE ? ART_SELECT_WHERE : ART_SELECT_ALL;
+    a->field = s->scores ? s->scores->id : -1;
+    a->unit = s->kind == ND_TOP ? unit_name(s->unit) : "";
+  }
+  p->m.nkeeps = m->nkeeps;
+  p->m.nselects = m->nselections;
+  p->m.per_head = m->per_head;
+  p->m.token_granular = m->token_granular;
+  p->m.nrequires = m->nrequires;
+}
+
+static bool pack(Pack *p, const VirModule *m, const Source *src, const CgHostResult *host) {
+  memset(p, 0, sizeof *p);
+  p->params = calloc((size_t)m->nparams + 1, sizeof *p->params);
+  p->fields = calloc((size_t)m->ntensors + 1, sizeof *p->fields);
+  p->keeps = calloc((size_t)m->nkeeps + 1, sizeof *p->keeps);
+  p->selects = calloc((size_t)m->nselections + 1, sizeof *p->selects);
+  if (!p->params || !p->fields || !p->keeps || !p->selects)
+    return false;
+  art_hex64(art_fnv1a64(src->text, (size_t)src->len), p->hash);
+  p->m.vx_version = VX_VERSION;
+  p->m.source_hash = p->hash;
+  p->m.policy = m->name;
+  p->m.nparams = m->nparams;
+  p->m.params = p->params;
+  p->m.nfields = m->ntensors;
+  p->m.fields = p->fields;
+  p->m.kernels = p->kernels;
+  pack_params(p, m);
+  pack_fields(p, m);
+  pack_kernels(p, m);
+  pack_selection(p, m);
+  p->m.keeps = p->keeps;
+  p->m.selects = p->selects;
+  p->target = (art_target){.name = cg_host_target(), .kind = ART_HOST_SO, .size = host->so_len, .data = host->so};
+  p->m.ntargets = 1;
+  p->m.targets = &p->target;
+  return true;
+}
+
+static void unpack(Pack *p) {
+  free(p->params);
+  free(p->fields);
+  free(p->keeps);
+  free(p->selects);
+}
+
+static bool report(art_code c, const art_error *e, Diags *diags, Span where) {
+  if (c == ART_OK)
+    return true;
+  Diagnostic *d = diag_error(diags, where, "E1004", "cannot write the artifact: %s", e->msg);
+  diag_hint(diags, d, "this is a compiler bug unless the disk is full or the path unwritable");
+  return false;
+}
+
+/* Packs m; writes to path when it is not NULL, else into *out. */
+static bool emit(const VirModule *m, const Source *src, const CgHostResult *host, const char *path,
+                 unsigned char **out, size_t *outlen, Diags *diags, Span where) {
+  Pack p;
+  art_error e = {0};
+  art_code c = ART_ENOMEM;
+  if (pack(&p, m, src, host))
+    c = path ? art_write_file(&p.m, path, &e) : art_write(&p.m, out, outlen, &e);
+  if (c == ART_ENOMEM && !e.msg[0])
+    strcpy(e.msg, "out of memory");
+  unpack(&p);
+  return report(c, &e, diags, where);
+}
+
+bool pkg_build(const VirModule *m, const Source *src, const CgHostResult *host, unsigned char **out,
+               size_t *outlen, Diags *diags, Span where) {
+  return emit(m, src, host, NULL, out, outlen, diags, where);
+}
+
+bool pkg_write(const VirModule *m, const Source *src, const CgHostResult *host, const char *path,
+               Diags *diags, Span where) {
+  return emit(m, src, host, path, NULL, NULL, diags, where);
+}

@@ -1,0 +1,21 @@
+/* package.h - packs a compiled policy into the artifact libvxrt loads (runtime/artifact.h):
+ * the manifest that describes VIR's tensors, kernels, keep ranges and selection, plus the
+ * host code. The only place where compiler structures meet the artifact format. */
+#ifndef VX_PACKAGE_H
+#define VX_PACKAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cg.h"
+#include "diag.h"
+#include "vir.h"
+
+/* Writes the artifact to path (atomically: path.tmp, then a rename). */
+bool pkg_write(const VirModule *m, const Source *src, const CgHostResult *host, const char *path,
+               Diags *diags, Span where);
+/* The same into a malloc'd buffer. */
+bool pkg_build(const VirModule *m, const Source *src, const CgHostResult *host, unsigned char **out,
+               size_t *outlen, Diags *diags, Span where);
+
+#endif
