@@ -105,9 +105,16 @@ int exec_prefill(exec_state *st, int row, int layer, const exec_kv *kv, char *er
  * and the token fields of those tokens (older tokens' token fields are state to keep). */
 int exec_append(exec_state *st, int row, int layer, const exec_kv *kv, int first, char *err, size_t errlen);
 
-/* One decode step of one layer for all KV heads: q is [kv_heads][G][D]; out is
- * [kv_heads][G][D], lse [kv_heads][G]. When selected is not NULL it receives the selection
- * per head: [kv_heads][G][max_row_pages * P], 1 = attended. */
+/* The selection of one decode step of one layer, for all KV heads: q is [kv_heads][G][D].
+ * When selected is not NULL it receives the selection per query head:
+ * [kv_heads][G][max_row_pages * P], 1 = attended. It stays for exec_attend. */
+int exec_select(exec_state *st, int row, int layer, const exec_kv *kv, const float *q, uint8_t *selected,
+                char *err, size_t errlen);
+/* Attention over the last selection of this row and layer, then the policy's updates:
+ * out is [kv_heads][G][D], lse [kv_heads][G]. */
+int exec_attend(exec_state *st, int row, int layer, const exec_kv *kv, const float *q, float *out, float *lse,
+                char *err, size_t errlen);
+/* exec_select then exec_attend. */
 int exec_step(exec_state *st, int row, int layer, const exec_kv *kv, const float *q, float *out,
               float *lse, uint8_t *selected, char *err, size_t errlen);
 

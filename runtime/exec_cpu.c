@@ -18,13 +18,13 @@ struct exec_state {
   void **consts;   /* [tensor] */
   void **pools;    /* [tensor * layers + layer]: paged tensors */
   void **rows;     /* [tensor]: non-paged row state, max_rows * layers * kv_heads copies */
-  size_t *row_elems;
+  size_t *row_elems; /* [tensor]: elements of one copy of a row or step tensor */
   void **step;     /* [tensor]: step scratch */
   void **ptrs;     /* the vxk_ctx tensors array */
   double *scalars; /* keep counts, then budgets */
   int nscalars;
   uint8_t *kept;   /* [max_row_pages * P] */
-  uint8_t *sel;    /* [G][max_row_pages * P] */
+  uint8_t *sel;    /* per KV head [G][npages * P]: the selection, from select to attend */
   float *prob;     /* [G][max_row_pages * P] */
   int *order, *order_tmp; /* candidates for top-k */
   float *keys;
@@ -291,6 +291,11 @@ static size_t row_slot(const exec_state *st, int row, int layer, int head) {
   return ((size_t)row * (size_t)st->sh.layers + (size_t)layer) * (size_t)st->sh.kv_heads + (size_t)head;
 }
 
+/* KV head h's selection, [G][npages * P] (or one [npages * P] shared by the group). */
+static uint8_t *head_sel(const exec_state *st, int h) {
+  return st->sel + (size_t)h * (size_t)st->sh.G * (size_t)st->sh.max_row_pages * (size_t)st->sh.P;
+}
+
 /* Points ctx->tensors at this (row, layer, head)'s storage. */
 static void bind_tensors(exec_state *st, int row, int layer, int head) {
   for (int i = 0; i < st->pol.ntensors; i++) {
@@ -302,8 +307,8 @@ static void bind_tensors(exec_state *st, int row, int layer, int head) {
       p = st->pools[(size_t)i * (size_t)st->sh.layers + (size_t)layer];
     else if (t->kind == EXEC_ROW)
       p = (char *)st->rows[i] + row_slot(st, row, layer, head) * st->row_elems[i] * dtype_size(t->dtype);
-    else if (t->kind == EXEC_STEP)
-      p = st->step[i];
+    else if (t->kind == EXEC_STEP) /* one copy per KV head: select fills them, attend reads them */
+      p = (char *)st->step[i] + (size_t)head * st->row_elems[i] * dtype_size(t->dtype);
     st->ptrs[i] = p;
   }
 }
@@ -375,7 +380,8 @@ static int alloc_tensor_state(exec_state *st, int i, char *err, size_t errlen) {
     if (!st->rows[i])
       goto oom;
   } else {
-    st->step[i] = calloc(1, bytes);
+    st->row_elems[i] = (size_t)(n ? n : 1);
+    st->step[i] = calloc((size_t)sh->kv_heads, bytes);
     if (!st->step[i])
       goto oom;
   }
@@ -408,7 +414,7 @@ exec_state *exec_create(const exec_policy *pol, const exec_shape *shape, char *e
   st->nscalars = pol->nkeeps + pol->nselections;
   st->scalars = calloc((size_t)st->nscalars + 1, sizeof(double));
   st->kept = calloc(tokens, 1);
-  st->sel = calloc(tokens * (size_t)sh->G, 1);
+  st->sel = calloc(tokens * (size_t)sh->G * (size_t)sh->kv_heads, 1);
   st->prob = calloc(tokens * (size_t)sh->G, sizeof(float));
   st->order = calloc(tokens, sizeof(int));
   st->order_tmp = calloc(tokens, sizeof(int));
@@ -488,7 +494,7 @@ static void row_ctx(exec_state *st, vxk_ctx *c, int layer, int head, const exec_
   c->k = kv->k;
   c->v = kv->v;
   c->kept = st->kept;
-  c->selected = st->sel;
+  c->selected = head_sel(st, head);
   c->prob = st->prob;
 }
 
@@ -610,7 +616,7 @@ static void compute_selection(exec_state *st, const vxk_ctx *c) {
   long tokens = (long)c->npages * c->P;
   int heads = st->pol.per_head ? c->G : 1;
   for (int g = 0; g < heads; g++) {
-    uint8_t *sel = st->sel + (size_t)g * (size_t)tokens;
+    uint8_t *sel = (uint8_t *)c->selected + (size_t)g * (size_t)tokens;
     memcpy(sel, st->kept, (size_t)tokens);
     int j = 0;
     for (int i = 0; i < st->pol.nkeeps; i++)
@@ -634,7 +640,7 @@ static void compute_selection(exec_state *st, const vxk_ctx *c) {
 static void compute_prob(exec_state *st, const vxk_ctx *c, const float *lse) {
   long tokens = (long)c->npages * c->P;
   for (int g = 0; g < c->G; g++) {
-    const uint8_t *sel = st->sel + (st->pol.per_head ? (size_t)g * (size_t)tokens : 0);
+    const uint8_t *sel = c->selected + (st->pol.per_head ? (size_t)g * (size_t)tokens : 0);
     float *prob = st->prob + (size_t)g * (size_t)tokens;
     for (long i = 0; i < tokens; i++) {
       prob[i] = 0;
@@ -691,42 +697,63 @@ int exec_append(exec_state *st, int row, int layer, const exec_kv *kv, int first
   return 1;
 }
 
-int exec_step(exec_state *st, int row, int layer, const exec_kv *kv, const float *q, float *out, float *lse,
-              uint8_t *selected, char *err, size_t errlen) {
+/* The ctx of KV head h for a decode step, with the keep counts and kept mask current. */
+static void step_ctx(exec_state *st, vxk_ctx *c, int row, int layer, int h, const exec_kv *kv, const float *q) {
+  bind_tensors(st, row, layer, h);
+  row_ctx(st, c, layer, h, kv);
+  c->q = q + (size_t)h * (size_t)st->sh.G * (size_t)st->sh.D;
+  c->per_head = st->pol.per_head;
+  st->pol.k.scalars(c, st->scalars);
+  compute_kept(st, c);
+}
+
+int exec_select(exec_state *st, int row, int layer, const exec_kv *kv, const float *q, uint8_t *selected,
+                char *err, size_t errlen) {
   if (!check_call(st, row, layer, kv, err, errlen))
     return 0;
-  size_t gd = (size_t)st->sh.G * (size_t)st->sh.D;
   for (int h = 0; h < st->sh.kv_heads; h++) {
     vxk_ctx c;
-    bind_tensors(st, row, layer, h);
-    row_ctx(st, &c, layer, h, kv);
-    c.q = q + (size_t)h * gd;
-    c.out = out + (size_t)h * gd;
-    c.lse = lse + (size_t)h * (size_t)st->sh.G;
-    c.per_head = st->pol.per_head;
-    st->pol.k.scalars(&c, st->scalars);
-    compute_kept(st, &c);
+    step_ctx(st, &c, row, layer, h, kv, q);
     if (st->pol.k.select)
       st->pol.k.select(&c);
     compute_selection(st, &c);
+    if (!selected)
+      continue;
+    size_t tokens = (size_t)st->sh.max_row_pages * (size_t)st->sh.P;
+    size_t used = (size_t)c.npages * (size_t)st->sh.P;
+    for (int g = 0; g < st->sh.G; g++) {
+      uint8_t *dst = selected + ((size_t)h * (size_t)st->sh.G + (size_t)g) * tokens;
+      const uint8_t *src = c.selected + (st->pol.per_head ? (size_t)g * used : 0);
+      memset(dst, 0, tokens);
+      for (size_t i = 0; i < used && i < (size_t)kv->len; i++)
+        dst[i] = src[i];
+    }
+  }
+  return 1;
+}
+
+int exec_attend(exec_state *st, int row, int layer, const exec_kv *kv, const float *q, float *out, float *lse,
+                char *err, size_t errlen) {
+  if (!check_call(st, row, layer, kv, err, errlen))
+    return 0;
+  for (int h = 0; h < st->sh.kv_heads; h++) {
+    vxk_ctx c;
+    step_ctx(st, &c, row, layer, h, kv, q);
+    c.out = out + (size_t)h * (size_t)st->sh.G * (size_t)st->sh.D;
+    c.lse = lse + (size_t)h * (size_t)st->sh.G;
     st->pol.k.attend(&c);
     if (st->pol.k.update) {
       compute_prob(st, &c, c.lse);
       st->pol.k.update(&c);
     }
-    if (selected) {
-      size_t tokens = (size_t)st->sh.max_row_pages * (size_t)st->sh.P;
-      size_t used = (size_t)c.npages * (size_t)st->sh.P;
-      for (int g = 0; g < st->sh.G; g++) {
-        uint8_t *dst = selected + ((size_t)h * (size_t)st->sh.G + (size_t)g) * tokens;
-        const uint8_t *src = st->sel + (st->pol.per_head ? (size_t)g * used : 0);
-        memset(dst, 0, tokens);
-        for (size_t i = 0; i < used && i < (size_t)kv->len; i++)
-          dst[i] = src[i];
-      }
-    }
   }
   return 1;
+}
+
+int exec_step(exec_state *st, int row, int layer, const exec_kv *kv, const float *q, float *out, float *lse,
+              uint8_t *selected, char *err, size_t errlen) {
+  return exec_select(st, row, layer, kv, q, selected, err, errlen) &&
+         exec_attend(st, row, layer, kv, q, out, lse, err, errlen);
 }
 
 int exec_read_tensor(exec_state *st, int row, int layer, int head, const exec_kv *kv, int tensor, const int *idx,
