@@ -46,6 +46,7 @@ struct vxrt_policy {
   void *dl;               /* host code: dlopen handle */
   int fd;                 /* host code: the memfd it was loaded from (-1 if none) */
   vxcu_module mod;        /* PTX: the CUDA module */
+  char *dir;              /* the artifact's directory (load_file), for load("file") consts */
 };
 
 static vxrt_status from_art(art_code c, const char *msg) {
@@ -327,6 +328,7 @@ static void policy_release(vxrt_policy *pol) {
     vxrt_cuda_pop(pol->dev);
   }
   art_manifest_free(pol->man);
+  free(pol->dir);
   free(pol->values);
   free(pol->handles);
   free(pol);
@@ -405,7 +407,28 @@ vxrt_status vxrt_policy_load_file(vxrt_device *dev, const char *path,
   fclose(f);
   if (!st) st = vxrt_policy_load(dev, buf, len, ovr, novr, out);
   free(buf);
+  if (!st) {
+    const char *slash = strrchr(path, '/');
+    (*out)->dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
+    if (!(*out)->dir) {
+      vxrt_policy_free(*out);
+      *out = NULL;
+      st = vxrt_fail(VXRT_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+  }
   return st;
+}
+
+const art_manifest *vxrt_policy_manifest(const vxrt_policy *pol) { return pol->man; }
+const double *vxrt_policy_values(const vxrt_policy *pol) { return pol->values; }
+const char *vxrt_policy_dir(const vxrt_policy *pol) { return pol->dir; }
+vxrt_device *vxrt_policy_device(const vxrt_policy *pol) { return pol->dev; }
+
+void *vxrt_policy_kernel(const vxrt_policy *pol, art_kernel_kind kind) {
+  for (int i = 0; i < pol->man->nkernels; i++)
+    if (pol->man->kernels[i].kind == kind)
+      return pol->handles[i];
+  return NULL;
 }
 
 vxrt_status vxrt_policy_free(vxrt_policy *pol) {

@@ -239,6 +239,36 @@ VXRT_API vxrt_status vxrt_row_pages(const vxrt_cache *cache, int row, int32_t *p
 VXRT_API vxrt_status vxrt_read_kv(const vxrt_cache *cache, int row, int layer, int64_t start,
                                   int ntokens, float *k, float *v);
 
+/* ---------------------------------------------------------------- running a policy */
+
+/* A policy's state beside one cache: its page and token fields (pools shaped like the KV
+ * pools), row state, consts and scratch, all allocated here. query_heads is G, the query
+ * heads that share a KV head. The policy's `require`s are checked against the cache's shape
+ * (VXRT_ERR_PARAM with the reason). CPU devices only for now (VXRT_ERR_UNSUPPORTED). The
+ * policy and the cache must outlive the state. */
+typedef struct vxrt_state vxrt_state;
+VXRT_API vxrt_status vxrt_state_create(vxrt_policy *pol, vxrt_cache *cache, int query_heads,
+                                       vxrt_state **out);
+/* NULL is accepted and does nothing. */
+VXRT_API vxrt_status vxrt_state_free(vxrt_state *st);
+
+/* After a row's prompt was appended to `layer` (vxrt_append): computes the row state and
+ * the fields of every page, and marks the end of the prompt (keep ranges `at prefill` and
+ * `generated` count from here). Call it again after a row is reopened. */
+VXRT_API vxrt_status vxrt_prefill(vxrt_state *st, int row, int layer);
+/* After decode tokens [first_token, length) were appended to `layer`: brings the fields of
+ * the pages they landed in up to date. */
+VXRT_API vxrt_status vxrt_summarise(vxrt_state *st, int row, int layer, int64_t first_token);
+/* Scores and selects for one decode step of `layer`: q is [kv_heads][G][D] f32. When
+ * `selected` is not NULL it receives [kv_heads][G][max_row_pages * P] bytes, 1 where the
+ * query head attends to the token. The selection stays for vxrt_attend. */
+VXRT_API vxrt_status vxrt_select(vxrt_state *st, int row, int layer, const float *q,
+                                 uint8_t *selected);
+/* Attention over the last selection with the policy's logit modifiers, then its state
+ * updates: out is [kv_heads][G][D], lse [kv_heads][G] (natural log). */
+VXRT_API vxrt_status vxrt_attend(vxrt_state *st, int row, int layer, const float *q,
+                                 float *out, float *lse);
+
 /* ---------------------------------------------------------------- element types */
 
 /* Bytes per element of a KV dtype, its name ("bf16", "fp8"), or 0 / "?" for an invalid value. */

@@ -8,6 +8,7 @@
 #ifndef VXRT_INTERNAL_H
 #define VXRT_INTERNAL_H
 
+#include "artifact.h"
 #include "cuda_api.h"
 #include "vxrt.h"
 
@@ -41,6 +42,15 @@ vxrt_status vxrt_cuda_push(vxrt_device *dev);
 void vxrt_cuda_pop(vxrt_device *dev);
 /* A driver error as "cuFoo failed: CUDA_ERROR_X (text)" under status st. */
 vxrt_status vxrt_cuda_fail(vxrt_device *dev, vxrt_status st, const char *call, vxcu_result r);
+
+/* What run.c needs of a loaded policy: its manifest, its parameter values after overrides,
+ * the handle of its kernel of a kind (NULL if it has none), the directory of the file it was
+ * loaded from (NULL when loaded from memory) and its device. */
+const art_manifest *vxrt_policy_manifest(const vxrt_policy *pol);
+const double *vxrt_policy_values(const vxrt_policy *pol);
+void *vxrt_policy_kernel(const vxrt_policy *pol, art_kernel_kind kind);
+const char *vxrt_policy_dir(const vxrt_policy *pol);
+vxrt_device *vxrt_policy_device(const vxrt_policy *pol);
 
 /* The code target of the machine the runtime runs on ("x86_64-linux"). */
 const char *vxrt_host_target(void);
