@@ -62,7 +62,8 @@ static LLVMTargetMachineRef host_machine(Diags *d, Span where, int level) {
 static bool link_shared(const char *obj, CgHostResult *out, Diags *d, Span where) {
   char so[64];
   snprintf(so, sizeof so, "%s.so", obj);
-  char *argv[] = {"ld", "-shared", "--hash-style=gnu", "-o", so, (char *)obj, NULL};
+  /* libm and libc as needed libraries: the kernels call expf, logf, ... and malloc */
+  char *argv[] = {"ld", "-shared", "--hash-style=gnu", "-o", so, (char *)obj, "-lm", "-lc", NULL};
   pid_t pid;
   int rc = posix_spawnp(&pid, "ld", NULL, NULL, argv, environ);
   int status = 0;

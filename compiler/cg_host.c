@@ -31,7 +31,7 @@ typedef struct Cg {
   LLVMContextRef ctx;
   LLVMModuleRef mod;
   LLVMBuilderRef b;
-  LLVMTypeRef i1, i8, i16, i32, i64, f16, f32, f64, ptr, ctx_type;
+  LLVMTypeRef i1, i8, i16, i32, i64, f32, f64, ptr, ctx_type;
   const VirModule *m;
   Diags *diags;
   Span where; /* the policy, for errors */
@@ -292,12 +292,57 @@ static void check_token_slots(Cg *c, const VirTensor *t, LLVMValueRef *subs) {
     }
 }
 
+/* IEEE half <-> float by bit manipulation: LLVM's fpext/fptrunc of `half` become calls to
+ * compiler-rt's __extendhfsf2/__truncsfhf2 on x86-64 without F16C, which a dlopen'ed policy
+ * cannot count on finding. */
+static LLVMValueRef half_to_float(Cg *c, LLVMValueRef h16) {
+  LLVMValueRef h = LLVMBuildZExt(c->b, h16, c->i32, "");
+  LLVMValueRef sign = LLVMBuildShl(c->b, LLVMBuildAnd(c->b, h, i32c(c, 0x8000), ""), i32c(c, 16), "");
+  LLVMValueRef exp = LLVMBuildAnd(c->b, LLVMBuildLShr(c->b, h, i32c(c, 10), ""), i32c(c, 31), "");
+  LLVMValueRef man = LLVMBuildAnd(c->b, h, i32c(c, 0x3ff), "");
+  /* normal: rebias the exponent; inf/NaN: all-ones exponent; subnormal: man * 2^-24 exactly */
+  LLVMValueRef normal = LLVMBuildOr(c->b, LLVMBuildShl(c->b, LLVMBuildAdd(c->b, exp, i32c(c, 112), ""), i32c(c, 23), ""),
+                                    LLVMBuildShl(c->b, man, i32c(c, 13), ""), "");
+  LLVMValueRef special = LLVMBuildOr(c->b, i32c(c, 0x7f800000), LLVMBuildShl(c->b, man, i32c(c, 13), ""), "");
+  LLVMValueRef tiny = LLVMBuildBitCast(c->b, LLVMBuildFMul(c->b, LLVMBuildUIToFP(c->b, man, c->f32, ""),
+                                                           f32c(c, 0x1p-24), ""), c->i32, "");
+  LLVMValueRef bits = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, exp, i32c(c, 0), ""), tiny,
+                                      LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, exp, i32c(c, 31), ""),
+                                                      special, normal, ""), "");
+  return LLVMBuildBitCast(c->b, LLVMBuildOr(c->b, bits, sign, ""), c->f32, "");
+}
+
+/* Round to nearest even; overflow to infinity; NaN stays NaN. */
+static LLVMValueRef float_to_half(Cg *c, LLVMValueRef f) {
+  LLVMValueRef b = LLVMBuildBitCast(c->b, f, c->i32, "");
+  LLVMValueRef sign = LLVMBuildAnd(c->b, LLVMBuildLShr(c->b, b, i32c(c, 16), ""), i32c(c, 0x8000), "");
+  LLVMValueRef a = LLVMBuildAnd(c->b, b, i32c(c, 0x7fffffff), "");
+  /* normal halves: drop 13 mantissa bits with rounding, the carry may bump the exponent */
+  LLVMValueRef r = LLVMBuildSub(c->b, a, i32c(c, 0x38000000), "");
+  LLVMValueRef odd = LLVMBuildAnd(c->b, LLVMBuildLShr(c->b, r, i32c(c, 13), ""), i32c(c, 1), "");
+  LLVMValueRef normal = LLVMBuildLShr(c->b, LLVMBuildAdd(c->b, r, LLVMBuildAdd(c->b, odd, i32c(c, 0xfff), ""), ""),
+                                      i32c(c, 13), "");
+  /* subnormal halves: |f| * 2^24 rounded to an integer, the ties to even by the FPU's own
+   * round-to-nearest-even (adding and subtracting 2^23 in f32) */
+  LLVMValueRef af = LLVMBuildBitCast(c->b, a, c->f32, "");
+  LLVMValueRef scaled = LLVMBuildFMul(c->b, af, f32c(c, 0x1p24), "");
+  LLVMValueRef rounded = LLVMBuildFSub(c->b, LLVMBuildFAdd(c->b, scaled, f32c(c, 0x1p23), ""), f32c(c, 0x1p23), "");
+  LLVMValueRef tiny = LLVMBuildFPToUI(c->b, rounded, c->i32, "");
+  LLVMValueRef nan = LLVMBuildICmp(c->b, LLVMIntUGT, a, i32c(c, 0x7f800000), "");
+  LLVMValueRef big = LLVMBuildICmp(c->b, LLVMIntUGE, a, i32c(c, 0x477ff000), ""); /* rounds to >= 65536 */
+  LLVMValueRef small = LLVMBuildICmp(c->b, LLVMIntULT, a, i32c(c, 0x38800000), ""); /* below 2^-14 */
+  LLVMValueRef h = LLVMBuildSelect(c->b, small, tiny, normal, "");
+  h = LLVMBuildSelect(c->b, big, i32c(c, 0x7c00), h, "");
+  h = LLVMBuildSelect(c->b, nan, i32c(c, 0x7e00), h, "");
+  return LLVMBuildTrunc(c->b, LLVMBuildOr(c->b, h, sign, ""), c->i16, "");
+}
+
 static LLVMValueRef load_stored(Cg *c, LLVMValueRef base, LLVMValueRef idx, DType dt, Type type) {
   LLVMValueRef v;
   Type have = TY_F32;
   switch (dt) {
   case DT_F16:
-    v = LLVMBuildFPExt(c->b, LLVMBuildLoad2(c->b, c->f16, LLVMBuildGEP2(c->b, c->f16, base, &idx, 1, ""), ""), c->f32, "");
+    v = half_to_float(c, LLVMBuildLoad2(c->b, c->i16, LLVMBuildGEP2(c->b, c->i16, base, &idx, 1, ""), ""));
     break;
   case DT_BF16: {
     LLVMValueRef h = LLVMBuildLoad2(c->b, c->i16, LLVMBuildGEP2(c->b, c->i16, base, &idx, 1, ""), "");
@@ -325,8 +370,8 @@ static LLVMValueRef load_stored(Cg *c, LLVMValueRef base, LLVMValueRef idx, DTyp
 static void store_stored(Cg *c, LLVMValueRef base, LLVMValueRef idx, DType dt, LLVMValueRef v, Type type) {
   switch (dt) {
   case DT_F16:
-    LLVMBuildStore(c->b, LLVMBuildFPTrunc(c->b, convert(c, v, type, TY_F32), c->f16, ""),
-                   LLVMBuildGEP2(c->b, c->f16, base, &idx, 1, ""));
+    LLVMBuildStore(c->b, float_to_half(c, convert(c, v, type, TY_F32)),
+                   LLVMBuildGEP2(c->b, c->i16, base, &idx, 1, ""));
     return;
   case DT_BF16: {
     /* round to nearest even on the upper 16 bits */
@@ -1094,7 +1139,6 @@ static void init_types(Cg *c) {
   c->i16 = LLVMInt16TypeInContext(c->ctx);
   c->i32 = LLVMInt32TypeInContext(c->ctx);
   c->i64 = LLVMInt64TypeInContext(c->ctx);
-  c->f16 = LLVMHalfTypeInContext(c->ctx);
   c->f32 = LLVMFloatTypeInContext(c->ctx);
   c->f64 = LLVMDoubleTypeInContext(c->ctx);
   c->ptr = LLVMPointerTypeInContext(c->ctx, 0);
