@@ -5,6 +5,7 @@
 #define VX_LEX_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "ast.h"
 #include "diag.h"
@@ -22,6 +23,8 @@ typedef struct Lexer {
 
 void lex_init(Lexer *lx, const Source *src, Diags *diags);
 Token lex_next(Lexer *lx);
+/* The tokens of src, one "line:col kind text" per line (vxc --emit=tokens). */
+void lex_dump(const Source *src, FILE *out);
 /* The name a token kind has in --emit=tokens output and in syntax errors. */
 const char *lex_kind_name(int kind);
 /* Whether the token starts an item (param, keep, page, ...): a likely missing ";" before it. */

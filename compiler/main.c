@@ -129,22 +129,6 @@ static int parse_options(int argc, char **argv, Options *o) {
   return -1;
 }
 
-static void print_tokens(const Compilation *c) {
-  Diags scratch;
-  diag_init(&scratch, (Arena *)&c->arena, &c->src);
-  Lexer lx;
-  lex_init(&lx, &c->src, &scratch);
-  for (;;) {
-    Token t = lex_next(&lx);
-    if (t.kind == 0)
-      break;
-    int line, col;
-    source_position(&c->src, t.span.off, &line, &col);
-    printf("%d:%d %s %.*s\n", line, col, lex_kind_name(t.kind), t.span.len,
-           c->src.text + t.span.off);
-  }
-}
-
 /* Lowers and optimises; NULL when the verifier caught a compiler bug. */
 static VirModule *middle_end(Compilation *c) {
   VirModule *m = lower_policy(&c->arena, c->policy);
@@ -216,7 +200,7 @@ int main(int argc, char **argv) {
   free(text);
   diag_render(&c.diags, stderr, o.format);
   if (o.emit == EMIT_TOKENS)
-    print_tokens(&c);
+    lex_dump(&c.src, stdout);
   else if (o.emit == EMIT_AST && c.policy && nerrors == 0)
     ast_print(stdout, c.policy, true);
   rc = nerrors ? 1 : 0;

@@ -58,7 +58,7 @@ VirAxis *vir_axis_new(VirModule *m, const char *name, const char *extent, AxisRo
   return a;
 }
 
-static bool dom_has(VirAxis *const *dom, int n, const VirAxis *a) {
+bool vir_dom_has(VirAxis *const *dom, int n, const VirAxis *a) {
   for (int i = 0; i < n; i++)
     if (dom[i] == a)
       return true;
@@ -74,8 +74,8 @@ static void compute_domain(VirModule *m, VirValue *v) {
   for (int i = 0; i < v->nargs; i++)
     for (int j = 0; j < v->args[i]->ndom; j++) {
       VirAxis *a = v->args[i]->dom[j];
-      bool removed = v->op == VI_REDUCE && v->red != RED_SOFTMAX && dom_has(v->axes, v->naxes, a);
-      if (!removed && !dom_has(tmp, n, a) && n < 256)
+      bool removed = v->op == VI_REDUCE && v->red != RED_SOFTMAX && vir_dom_has(v->axes, v->naxes, a);
+      if (!removed && !vir_dom_has(tmp, n, a) && n < 256)
         tmp[n++] = a;
     }
   for (int i = 1; i < n; i++)

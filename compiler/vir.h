@@ -157,6 +157,8 @@ VirAxis *vir_axis_new(VirModule *m, const char *name, const char *extent, AxisRo
 VirValue *vir_emit(VirModule *m, VirBlock *b, VirValue *proto);
 void vir_store_add(VirModule *m, VirKernel *k, VirTensor *dst, VirAxis **axes, Op op, VirValue *value);
 const char *vir_kernel_kind_text(VirKernelKind kind);
+/* Whether axis a is among dom[0..n). */
+bool vir_dom_has(VirAxis *const *dom, int n, const VirAxis *a);
 
 /* Checks the module's invariants; prints each violation to err; returns the count. */
 int vir_verify(const VirModule *m, FILE *err);

@@ -31,23 +31,16 @@ static bool in_block(const VirBlock *b, const VirValue *v, const VirValue *befor
   return false;
 }
 
-static bool dom_has(VirAxis *const *dom, int n, const VirAxis *a) {
-  for (int i = 0; i < n; i++)
-    if (dom[i] == a)
-      return true;
-  return false;
-}
-
 static void check_domain(Verify *V, const VirValue *v) {
-  if (v->op == VI_AXIS && !dom_has(v->dom, v->ndom, v->axis))
+  if (v->op == VI_AXIS && !vir_dom_has(v->dom, v->ndom, v->axis))
     fail(V, v, "axis value lacks its axis in its domain");
   for (int i = 0; i < v->nargs; i++)
     for (int j = 0; j < v->args[i]->ndom; j++) {
       const VirAxis *a = v->args[i]->dom[j];
-      bool removed = v->op == VI_REDUCE && v->red != RED_SOFTMAX && dom_has(v->axes, v->naxes, a);
+      bool removed = v->op == VI_REDUCE && v->red != RED_SOFTMAX && vir_dom_has(v->axes, v->naxes, a);
       if (removed)
         continue;
-      if (!dom_has(v->dom, v->ndom, a))
+      if (!vir_dom_has(v->dom, v->ndom, a))
         fail(V, v, "domain lacks axis %s.%d of operand %%%d", a->name, a->id, v->args[i]->id);
     }
   for (int i = 0; i < v->ndom; i++) {
@@ -55,10 +48,10 @@ static void check_domain(Verify *V, const VirValue *v) {
       fail(V, v, "domain not sorted by axis id");
     bool from_operand = v->op == VI_AXIS && v->dom[i] == v->axis;
     for (int j = 0; j < v->nargs && !from_operand; j++)
-      from_operand = dom_has(v->args[j]->dom, v->args[j]->ndom, v->dom[i]);
+      from_operand = vir_dom_has(v->args[j]->dom, v->args[j]->ndom, v->dom[i]);
     if (!from_operand)
       fail(V, v, "domain axis %s.%d comes from no operand", v->dom[i]->name, v->dom[i]->id);
-    if (v->op == VI_REDUCE && v->red != RED_SOFTMAX && dom_has(v->axes, v->naxes, v->dom[i]))
+    if (v->op == VI_REDUCE && v->red != RED_SOFTMAX && vir_dom_has(v->axes, v->naxes, v->dom[i]))
       fail(V, v, "reduced axis %s.%d is still in the domain", v->dom[i]->name, v->dom[i]->id);
   }
 }
@@ -120,7 +113,7 @@ static void check_store(Verify *V, const VirKernel *k, const VirStore *s) {
       !in_block(&V->m->scalars, s->value, NULL))
     fail(V, s->value, "store to %s uses a value outside its kernel", s->dst->name);
   for (int i = 0; i < s->value->ndom; i++)
-    if (!dom_has(s->axes, s->dst->rank, s->value->dom[i]))
+    if (!vir_dom_has(s->axes, s->dst->rank, s->value->dom[i]))
       fail(V, s->value, "store to %s: value varies along %s.%d, which is not stored", s->dst->name,
            s->value->dom[i]->name, s->value->dom[i]->id);
 }

@@ -156,6 +156,25 @@ Token lex_next(Lexer *lx) {
   }
 }
 
+void lex_dump(const Source *src, FILE *out) {
+  /* lexical errors were reported when the source was compiled: collect them aside */
+  Arena scratch_arena;
+  arena_init(&scratch_arena);
+  Diags scratch;
+  diag_init(&scratch, &scratch_arena, src);
+  Lexer lx;
+  lex_init(&lx, src, &scratch);
+  for (;;) {
+    Token t = lex_next(&lx);
+    if (t.kind == 0)
+      break;
+    int line, col;
+    source_position(src, t.span.off, &line, &col);
+    fprintf(out, "%d:%d %s %.*s\n", line, col, lex_kind_name(t.kind), t.span.len, src->text + t.span.off);
+  }
+  arena_destroy(&scratch_arena);
+}
+
 const char *lex_kind_name(int kind) {
   switch (kind) {
   case 0: return "end of file";

@@ -460,26 +460,6 @@ static void check_code_coverage(char **sources, int n, Tally *t) {
 
 /* ---- golden ---- */
 
-static void render_tokens(const Compilation *c, FILE *out) {
-  /* the same output as vxc --emit=tokens; lexical errors go to a scratch list */
-  Arena scratch_arena;
-  arena_init(&scratch_arena);
-  Diags scratch;
-  diag_init(&scratch, &scratch_arena, &c->src);
-  Lexer lx;
-  lex_init(&lx, &c->src, &scratch);
-  for (;;) {
-    Token t = lex_next(&lx);
-    if (t.kind == 0)
-      break;
-    int line, col;
-    source_position(&c->src, t.span.off, &line, &col);
-    fprintf(out, "%d:%d %s %.*s\n", line, col, lex_kind_name(t.kind), t.span.len,
-            c->src.text + t.span.off);
-  }
-  arena_destroy(&scratch_arena);
-}
-
 /* Compares (or with update, rewrites) one expectation file; returns false on a mismatch. */
 static bool golden_compare(const char *path, const char *exp_path, const char *actual, size_t alen,
                            bool update, bool *changed) {
@@ -543,7 +523,7 @@ static bool run_golden_file(const char *path, bool update) {
     fclose(probe);
     Buf toks;
     buf_open(&toks);
-    render_tokens(&c, toks.f);
+    lex_dump(&c.src, toks.f);
     buf_close(&toks);
     if (ok)
       ok &= golden_compare(path, tok_path, toks.data, toks.len, update, &changed);

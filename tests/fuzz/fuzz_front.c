@@ -27,24 +27,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-/* The token dump of vxc --emit=tokens: lexes the source again on its own. */
-static void dump_tokens(Compilation *c) {
-  Diags scratch;
-  diag_init(&scratch, &c->arena, &c->src);
-  Lexer lx;
-  lex_init(&lx, &c->src, &scratch);
-  for (;;) {
-    Token t = lex_next(&lx);
-    if (t.kind == 0)
-      break;
-    int line, col;
-    source_position(&c->src, t.span.off, &line, &col);
-    fprintf(sink, "%d:%d %s %.*s\n", line, col, lex_kind_name(t.kind), t.span.len,
-            c->src.text + t.span.off);
-  }
-  diag_render(&scratch, sink, DIAG_TEXT);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size > 64 * 1024) /* also capped by -max_len; longer inputs only slow the search */
     return 0;
@@ -54,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   diag_render(&c.diags, sink, DIAG_TEXT);
   diag_render(&c.diags, sink, DIAG_JSON);
-  dump_tokens(&c);
+  lex_dump(&c.src, sink);
   if (c.policy) {
     ast_print(sink, c.policy, false);
     if (c.checked) {
