@@ -38,7 +38,8 @@ static void fail(Diags *d, Span where, const char *what, const char *detail) {
  * accumulators to registers, fold, and hoist loop-invariant loads (level 1); everything
  * (level 2). */
 static const char *pipeline(int level) {
-  return level >= 2 ? "default<O2>" : "function(sroa,early-cse,instcombine,simplifycfg,loop-mssa(licm))";
+  return level >= 2 ? "default<O2>"
+                    : "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,loop-mssa(licm))";
 }
 
 static LLVMTargetMachineRef host_machine(Diags *d, Span where, int level) {

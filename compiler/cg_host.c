@@ -337,6 +337,42 @@ static LLVMValueRef float_to_half(Cg *c, LLVMValueRef f) {
   return LLVMBuildTrunc(c->b, LLVMBuildOr(c->b, h, sign, ""), c->i16, "");
 }
 
+/* fp8 is OCP E4M3 (bias 7, no infinities, 0x7f/0xff are NaN, largest finite 448). */
+static LLVMValueRef fp8_to_float(Cg *c, LLVMValueRef b8) {
+  LLVMValueRef b = LLVMBuildZExt(c->b, b8, c->i32, "");
+  LLVMValueRef sign = LLVMBuildShl(c->b, LLVMBuildAnd(c->b, b, i32c(c, 0x80), ""), i32c(c, 24), "");
+  LLVMValueRef exp = LLVMBuildAnd(c->b, LLVMBuildLShr(c->b, b, i32c(c, 3), ""), i32c(c, 15), "");
+  LLVMValueRef man = LLVMBuildAnd(c->b, b, i32c(c, 7), "");
+  LLVMValueRef normal = LLVMBuildOr(c->b, LLVMBuildShl(c->b, LLVMBuildAdd(c->b, exp, i32c(c, 120), ""), i32c(c, 23), ""),
+                                    LLVMBuildShl(c->b, man, i32c(c, 20), ""), "");
+  LLVMValueRef tiny = LLVMBuildBitCast(c->b, LLVMBuildFMul(c->b, LLVMBuildUIToFP(c->b, man, c->f32, ""),
+                                                           f32c(c, 0x1p-9), ""), c->i32, "");
+  LLVMValueRef nan = LLVMBuildICmp(c->b, LLVMIntEQ, LLVMBuildAnd(c->b, b, i32c(c, 0x7f), ""), i32c(c, 0x7f), "");
+  LLVMValueRef bits = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, exp, i32c(c, 0), ""), tiny, normal, "");
+  bits = LLVMBuildSelect(c->b, nan, i32c(c, 0x7fc00000), LLVMBuildOr(c->b, bits, sign, ""), "");
+  return LLVMBuildBitCast(c->b, bits, c->f32, "");
+}
+
+/* Round to nearest even, saturating at 448 (E4M3 has no infinity); NaN stays NaN. */
+static LLVMValueRef float_to_fp8(Cg *c, LLVMValueRef f) {
+  LLVMValueRef b = LLVMBuildBitCast(c->b, f, c->i32, "");
+  LLVMValueRef sign = LLVMBuildAnd(c->b, LLVMBuildLShr(c->b, b, i32c(c, 24), ""), i32c(c, 0x80), "");
+  LLVMValueRef a = LLVMBuildAnd(c->b, b, i32c(c, 0x7fffffff), "");
+  LLVMValueRef r = LLVMBuildSub(c->b, a, i32c(c, 0x3c000000), ""); /* rebias 127 -> 7 */
+  LLVMValueRef odd = LLVMBuildAnd(c->b, LLVMBuildLShr(c->b, r, i32c(c, 20), ""), i32c(c, 1), "");
+  LLVMValueRef normal = LLVMBuildLShr(c->b, LLVMBuildAdd(c->b, r, LLVMBuildAdd(c->b, odd, i32c(c, 0x7ffff), ""), ""),
+                                      i32c(c, 20), "");
+  LLVMValueRef scaled = LLVMBuildFMul(c->b, LLVMBuildBitCast(c->b, a, c->f32, ""), f32c(c, 0x1p9), "");
+  LLVMValueRef rounded = LLVMBuildFSub(c->b, LLVMBuildFAdd(c->b, scaled, f32c(c, 0x1p23), ""), f32c(c, 0x1p23), "");
+  LLVMValueRef tiny = LLVMBuildFPToUI(c->b, rounded, c->i32, "");
+  LLVMValueRef small = LLVMBuildICmp(c->b, LLVMIntULT, a, i32c(c, 0x3c800000), ""); /* below 2^-6 */
+  LLVMValueRef h = LLVMBuildSelect(c->b, small, tiny, normal, "");
+  /* 448 and everything that would round above it saturate to 0x7e */
+  h = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntUGT, h, i32c(c, 0x7e), ""), i32c(c, 0x7e), h, "");
+  h = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntUGT, a, i32c(c, 0x7f800000), ""), i32c(c, 0x7f), h, "");
+  return LLVMBuildTrunc(c->b, LLVMBuildOr(c->b, h, sign, ""), c->i8, "");
+}
+
 static LLVMValueRef load_stored(Cg *c, LLVMValueRef base, LLVMValueRef idx, DType dt, Type type) {
   LLVMValueRef v;
   Type have = TY_F32;
@@ -358,8 +394,8 @@ static LLVMValueRef load_stored(Cg *c, LLVMValueRef base, LLVMValueRef idx, DTyp
     have = TY_U32;
     break;
   case DT_FP8:
-    cg_error(c, "storage dtype", "fp8");
-    return LLVMConstNull(llvm_type(c, type));
+    v = fp8_to_float(c, LLVMBuildLoad2(c->b, c->i8, LLVMBuildGEP2(c->b, c->i8, base, &idx, 1, ""), ""));
+    break;
   default:
     v = LLVMBuildLoad2(c->b, c->f32, LLVMBuildGEP2(c->b, c->f32, base, &idx, 1, ""), "");
     break;
@@ -398,7 +434,7 @@ static void store_stored(Cg *c, LLVMValueRef base, LLVMValueRef idx, DType dt, L
     LLVMBuildStore(c->b, convert(c, v, type, TY_U32), LLVMBuildGEP2(c->b, c->i32, base, &idx, 1, ""));
     return;
   case DT_FP8:
-    cg_error(c, "storage dtype", "fp8");
+    LLVMBuildStore(c->b, float_to_fp8(c, convert(c, v, type, TY_F32)), LLVMBuildGEP2(c->b, c->i8, base, &idx, 1, ""));
     return;
   default:
     LLVMBuildStore(c->b, convert(c, v, type, TY_F32), LLVMBuildGEP2(c->b, c->f32, base, &idx, 1, ""));

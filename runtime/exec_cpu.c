@@ -252,8 +252,12 @@ static float load_f32(const void *base, exec_dtype d, size_t i) {
     return (float)((const int8_t *)base)[i];
   case EXEC_U32:
     return (float)((const uint32_t *)base)[i];
-  case EXEC_FP8:
-    return NAN;
+  case EXEC_FP8: { /* OCP E4M3: bias 7, 0x7f and 0xff are NaN */
+    uint8_t b = ((const uint8_t *)base)[i];
+    int exp = (b >> 3) & 15, man = b & 7;
+    float v = (b & 0x7f) == 0x7f ? NAN : exp ? ldexpf((float)(8 + man), exp - 10) : ldexpf((float)man, -9);
+    return b & 0x80 ? -v : v;
+  }
   default:
     return ((const float *)base)[i];
   }
@@ -279,7 +283,7 @@ static void store_f32(void *base, exec_dtype d, size_t i, float x) {
   case EXEC_U32:
     ((uint32_t *)base)[i] = (uint32_t)x;
     break;
-  default: /* f16 and fp8 consts are made by kernels, not here */
+  default: /* gaussian() consts in f16 or fp8 are refused by alloc_tensor_state */
     ((float *)base)[i] = x;
     break;
   }
@@ -354,9 +358,10 @@ static int alloc_tensor_state(exec_state *st, int i, char *err, size_t errlen) {
   const exec_shape *sh = &st->sh;
   if (t->kind == EXEC_INPUT)
     return 1;
-  if (t->dtype == EXEC_FP8 || t->rank > EXEC_MAX_RANK) {
+  int gaussian_narrow = t->init && !strcmp(t->init, "gaussian") && (t->dtype == EXEC_FP8 || t->dtype == EXEC_F16);
+  if (gaussian_narrow || t->rank > EXEC_MAX_RANK) {
     set_err(err, errlen, "tensor '%s': %s is not supported by the CPU backend", t->name,
-            t->dtype == EXEC_FP8 ? "fp8 storage" : "this rank");
+            t->rank > EXEC_MAX_RANK ? "this rank" : "gaussian() stored as f16 or fp8");
     return 0;
   }
   if (t->kind == EXEC_CONST)

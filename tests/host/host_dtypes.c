@@ -1,6 +1,7 @@
 /* host_dtypes.c - narrow storage dtypes of compiled fields: the f16, bf16 and int8 values the
  * generated host code stores equal C's own conversions of the float64 page summaries
- * (_Float16 for f16; bit rounding to nearest even for bf16; round-and-saturate for int8),
+ * (_Float16 for f16; bit rounding to nearest even for bf16; round-and-saturate for int8;
+ * libvxrt's own E4M3 conversion, tested against its reference in tests/runtime, for fp8),
  * over keys spanning normal, subnormal, overflowing and tie-breaking f16 values.
  * Usage: host_dtypes POLICY_DIR */
 #include <math.h>
@@ -11,6 +12,7 @@
 
 #include "host_policy.h"
 #include "ref.h"
+#include "vxrt.h"
 
 static float bf16_round(float x) {
   uint32_t b;
@@ -19,6 +21,14 @@ static float bf16_round(float x) {
   b &= 0xffff0000u;
   float y;
   memcpy(&y, &b, 4);
+  return y;
+}
+
+static float fp8_round(float x) {
+  uint8_t b;
+  float y;
+  vxrt_convert_from_f32(VXRT_FP8E4M3, &x, &b, 1);
+  vxrt_convert_to_f32(VXRT_FP8E4M3, &b, &y, 1);
   return y;
 }
 
@@ -57,13 +67,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s\n", err);
     return 1;
   }
-  int fields[3] = {-1, -1, -1};
-  const char *names[3] = {"kmax", "kmin", "kmean"};
+  int fields[4] = {-1, -1, -1, -1};
+  const char *names[4] = {"kmax", "kmin", "kmean", "kfirst"};
   for (int i = 0; i < hp.pol.ntensors; i++)
-    for (int f = 0; f < 3; f++)
+    for (int f = 0; f < 4; f++)
       if (!strcmp(hp.pol.tensors[i].name, names[f]))
         fields[f] = i;
-  int bad[3] = {0, 0, 0}, n = 0;
+  int bad[4] = {0, 0, 0, 0}, n = 0;
   for (int p = 0; p < T / P; p++)
     for (int c = 0; c < D; c++, n++) {
       double mx = -INFINITY, mn = INFINITY, sum = 0;
@@ -71,8 +81,9 @@ int main(int argc, char **argv) {
         double x = k[(p * P + t) * D + c];
         mx = fmax(mx, x), mn = fmin(mn, x), sum += x;
       }
-      float want[3] = {(float)(_Float16)(float)mx, bf16_round((float)mn), int8_round((float)(sum / P * 16))};
-      for (int f = 0; f < 3; f++) {
+      float want[4] = {(float)(_Float16)(float)mx, bf16_round((float)mn), int8_round((float)(sum / P * 16)),
+                       fp8_round(k[(p * P) * D + c])};
+      for (int f = 0; f < 4; f++) {
         int idx[2] = {p, c};
         float got;
         if (!exec_read_tensor(st, 0, 0, 0, &kv, fields[f], idx, &got) ||
@@ -84,12 +95,12 @@ int main(int argc, char **argv) {
       }
     }
   int failed = 0;
-  for (int f = 0; f < 3; f++) {
+  for (int f = 0; f < 4; f++) {
     printf("%s %s: %d of %d stored values equal C's conversion\n", bad[f] ? "FAIL" : "ok  ", names[f], n - bad[f], n);
     failed += bad[f] != 0;
   }
   exec_destroy(st);
   host_policy_free(&hp);
-  printf("%d passed, %d failed\n", 3 - failed, failed);
+  printf("%d passed, %d failed\n", 4 - failed, failed);
   return failed != 0;
 }
