@@ -1,9 +1,9 @@
 /* vxrt.h - the public C API of libvxrt, the vx runtime.
  *
  * Sits between a serving engine (vx-serve, or anyone's engine through the C ABI) and the
- * compiled policies that vxc writes. This layer opens devices (CPU, CUDA through a dlopen'ed
- * driver), loads and validates compiled-policy artifacts, and owns the paged KV cache.
- * The policy-executing calls (summarise, select, attend) come with the next layer.
+ * compiled policies that vxc writes. It opens devices (CPU, CUDA through a dlopen'ed
+ * driver), loads and validates compiled-policy artifacts, owns the paged KV cache, and runs
+ * policies over it (prefill, summarise, select, attend; on the CPU for now).
  *
  * Rules every function here follows: it returns a vxrt_status (VXRT_OK = 0) and, on failure,
  * leaves a message for vxrt_last_error() in the calling thread; it never prints and never
