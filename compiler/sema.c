@@ -90,7 +90,7 @@ static const FnInfo functions[] = {
     {"load", FN_LOAD, 1},
 };
 
-enum { MAX_AXES_IN_SCOPE = 256 };
+enum { MAX_AXES_IN_SCOPE = 256, MAX_TENSOR_RANK = 8 };
 
 typedef struct Sema {
   Arena *arena;
@@ -1300,8 +1300,11 @@ static void check_def(Sema *s, Node *n) {
   resolve_dtype(s, n);
   s->ctx = stage_ctx(n->stage);
   int rank = 0;
-  for (Node *b = n->binders; b; b = b->next, rank++)
+  for (Node *b = n->binders; b; b = b->next, rank++) {
     bind(s, b, implicit_extent(n->stage, rank));
+    if (rank == MAX_TENSOR_RANK) /* the artifact and the kernels address at most this many */
+      diag_error(s->diags, b->span, "E0414", "'%s' has more than %d axes", n->name, MAX_TENSOR_RANK);
+  }
   if (n->stage == ST_PAGE && rank < 1) {
     Diagnostic *d = diag_error(s->diags, n->span, "E0413", "page field '%s' needs its page axis", n->name);
     diag_hint(s->diags, d, "write 'page %s[p, ...] = ...;'", n->name);
