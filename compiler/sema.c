@@ -1323,6 +1323,12 @@ static void check_def(Sema *s, Node *n) {
   for (Node *b = n->binders; b; b = b->next, i++) {
     require_extent(s, b->axis, t == TY_ERROR);
     axes[i] = b->axis;
+    if (n->stage == ST_ROW && b->axis->role == AX_PAGE) {
+      /* a row is computed once at prefill: pages that decode adds would have no value */
+      Diagnostic *d = diag_error(s->diags, b->span, "E0415", "row state '%s' cannot have a page axis", n->name);
+      diag_hint(s->diags, d, "keep per-page or per-token state in a page or token field, e.g. 'token %s[p, t] = ...;'",
+                n->name);
+    }
   }
   bool loaded = n->stage == ST_CONST && n->lhs->kind == ND_CALL && !strcmp(n->lhs->name, "load");
   if (loaded && t != TY_ERROR)
