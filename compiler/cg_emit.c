@@ -64,7 +64,7 @@ static bool link_shared(const char *obj, CgHostResult *out, Diags *d, Span where
   char so[64];
   snprintf(so, sizeof so, "%s.so", obj);
   /* libm and libc as needed libraries: the kernels call expf, logf, ... and malloc */
-  char *argv[] = {"ld", "-shared", "--hash-style=gnu", "-o", so, (char *)obj, "-lm", "-lc", NULL};
+  char *argv[] = {"ld", "-shared", "--hash-style=gnu", "-o", so, (char *)obj, "-l:libm.so.6", "-l:libc.so.6", NULL};
   pid_t pid;
   int rc = posix_spawnp(&pid, "ld", NULL, NULL, argv, environ);
   int status = 0;

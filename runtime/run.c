@@ -15,6 +15,7 @@ struct vxrt_state {
   exec_desc desc;
   exec_state *ex;
   int32_t *pages;      /* one row's page table, refreshed per call */
+  int selected_row, selected_layer, selected_len; /* what the last vxrt_select was for */
   int64_t *prefilled;  /* [row][layer]: prefill length, -1 before vxrt_prefill */
 };
 
@@ -77,6 +78,7 @@ vxrt_status vxrt_state_create(vxrt_policy *pol, vxrt_cache *cache, int query_hea
   if (!s) {
     for (size_t i = 0; i < (size_t)d->max_rows * (size_t)d->layers; i++)
       st->prefilled[i] = -1;
+    st->selected_row = -1;
     exec_shape shape = {d->layers, d->kv_heads, d->head_dim, query_heads, d->page_size,
                         d->max_pages, d->max_rows, d->max_row_pages};
     char err[512];
@@ -164,7 +166,11 @@ vxrt_status vxrt_select(vxrt_state *st, int row, int layer, const float *q, uint
   if (!q)
     return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_select: q is NULL");
   char err[512];
-  return exec_result(exec_select(st->ex, row, layer, &kv, q, selected, err, sizeof err), err);
+  s = exec_result(exec_select(st->ex, row, layer, &kv, q, selected, err, sizeof err), err);
+  st->selected_row = s ? -1 : row;
+  st->selected_layer = layer;
+  st->selected_len = kv.len;
+  return s;
 }
 
 vxrt_status vxrt_attend(vxrt_state *st, int row, int layer, const float *q, float *out, float *lse) {
@@ -174,6 +180,12 @@ vxrt_status vxrt_attend(vxrt_state *st, int row, int layer, const float *q, floa
     return s;
   if (!q || !out || !lse)
     return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_attend: NULL q, out or lse");
+  /* the executor keeps one selection per state: attend must follow its own select */
+  if (st->selected_row != row || st->selected_layer != layer || st->selected_len != kv.len)
+    return vxrt_fail(VXRT_ERR_STATE,
+                     "vxrt_attend: row %d layer %d (length %d) has no current selection; call "
+                     "vxrt_select for it just before",
+                     row, layer, kv.len);
   char err[512];
   return exec_result(exec_attend(st->ex, row, layer, &kv, q, out, lse, err, sizeof err), err);
 }

@@ -163,6 +163,10 @@ static void errors(vxrt_device *dev, const char *quest, const char *lserve) {
   if (!s) s = vxrt_select(st, row, 0, q, NULL);
   if (!s) s = vxrt_attend(st, row, 0, q, out, lse);
   check(s == VXRT_OK, "a one-token row runs", s ? vxrt_last_error() : NULL);
+  vxrt_append(cache, row, 0, kv, kv, 1);
+  s = vxrt_attend(st, row, 0, q, out, lse);
+  check(s == VXRT_ERR_STATE && strstr(vxrt_last_error(), "vxrt_select"),
+        "attend after an append without a new select is refused", vxrt_last_error());
   s = vxrt_select(st, row + 1 < cd.max_rows ? row + 1 : 99, 0, q, NULL);
   check(s != VXRT_OK, "a row that is not open is refused", vxrt_last_error());
   vxrt_state_free(st);
