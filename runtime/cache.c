@@ -66,6 +66,18 @@ static vxrt_status check_desc(const vxrt_cache_desc *d) {
 /* a * b into *out, 0 if it overflows size_t. */
 static int mul_ok(size_t a, size_t b, size_t *out) { return !__builtin_mul_overflow(a, b, out); }
 
+/* Everything of a cache but its pools, which live on the device. */
+static void free_host_parts(vxrt_cache *c) {
+  free(c->free_pages);
+  free(c->tables);
+  free(c->npages);
+  free(c->lengths);
+  free(c->open);
+  free(c->free_rows);
+  free(c->staging);
+  free(c);
+}
+
 vxrt_status vxrt_cache_create(vxrt_device *dev, const vxrt_cache_desc *desc, vxrt_cache **out) {
   if (!dev || !desc || !out)
     return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_cache_create: NULL argument");
@@ -110,14 +122,7 @@ vxrt_status vxrt_cache_create(vxrt_device *dev, const vxrt_cache_desc *desc, vxr
   *out = c;
   return VXRT_OK;
 fail:
-  free(c->free_pages);
-  free(c->tables);
-  free(c->npages);
-  free(c->lengths);
-  free(c->open);
-  free(c->free_rows);
-  free(c->staging);
-  free(c);
+  free_host_parts(c);
   return st;
 }
 
@@ -125,14 +130,7 @@ vxrt_status vxrt_cache_free(vxrt_cache *c) {
   if (!c) return VXRT_OK;
   vxrt_mem_free(c->dev, c->base);
   atomic_fetch_sub(&c->dev->live, 1);
-  free(c->free_pages);
-  free(c->tables);
-  free(c->npages);
-  free(c->lengths);
-  free(c->open);
-  free(c->free_rows);
-  free(c->staging);
-  free(c);
+  free_host_parts(c);
   return VXRT_OK;
 }
 
