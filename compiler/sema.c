@@ -844,10 +844,6 @@ static Type check_reduce(Sema *s, Node *n) {
     for (Node *b = n->binders; b; b = b->next)
       bind(s, b, NULL);
   }
-  int uses_before[MAX_AXES_IN_SCOPE];
-  int nb = 0;
-  for (Node *b = n->binders; b; b = b->next)
-    uses_before[nb++ < MAX_AXES_IN_SCOPE ? nb - 1 : 0] = b->axis->uses;
   Type filter = TY_BOOL;
   if (n->cond) {
     filter = check_expr(s, n->cond);
@@ -857,8 +853,9 @@ static Type check_reduce(Sema *s, Node *n) {
       filter = TY_ERROR;
     }
   }
+  /* an axis the operand reads adds to its uses; the filter's reads do not count */
   int uses_after_filter[MAX_AXES_IN_SCOPE];
-  nb = 0;
+  int nb = 0;
   for (Node *b = n->binders; b; b = b->next)
     uses_after_filter[nb++ < MAX_AXES_IN_SCOPE ? nb - 1 : 0] = b->axis->uses;
   Type t = check_expr(s, n->lhs);
@@ -878,7 +875,6 @@ static Type check_reduce(Sema *s, Node *n) {
       ok = false;
       unused = true;
     }
-    (void)uses_before;
     if (n->red != RED_SOFTMAX)
       require_extent(s, a, t == TY_ERROR || filter == TY_ERROR || unused);
   }
@@ -1376,7 +1372,7 @@ static bool score_shape(Symbol *sym, bool *per_head, bool *tokens) {
 static bool is_step_value(const Symbol *sym) { return sym->kind == SYM_DEF && sym->stage == ST_STEP; }
 
 /* Collects the tensors a selection expression reads and checks they share one score shape. */
-static bool check_selection_tensors(Sema *s, Node *e, Node *sel, Symbol **shape_of) {
+static bool check_selection_tensors(Sema *s, Node *e, Symbol **shape_of) {
   bool ok = true;
   if (e->kind == ND_NAME && e->sym && (e->sym->rank > 0 || is_step_value(e->sym))) {
     Symbol *sym = e->sym;
@@ -1399,17 +1395,16 @@ static bool check_selection_tensors(Sema *s, Node *e, Node *sel, Symbol **shape_
     }
     if (!*shape_of)
       *shape_of = sym;
-    (void)sel;
     return true;
   }
   if (e->lhs)
-    ok &= check_selection_tensors(s, e->lhs, sel, shape_of);
+    ok &= check_selection_tensors(s, e->lhs, shape_of);
   if (e->rhs)
-    ok &= check_selection_tensors(s, e->rhs, sel, shape_of);
+    ok &= check_selection_tensors(s, e->rhs, shape_of);
   if (e->cond)
-    ok &= check_selection_tensors(s, e->cond, sel, shape_of);
+    ok &= check_selection_tensors(s, e->cond, shape_of);
   for (Node *a = e->kind == ND_CALL ? e->list : NULL; a; a = a->next)
-    ok &= check_selection_tensors(s, a, sel, shape_of);
+    ok &= check_selection_tensors(s, a, shape_of);
   return ok;
 }
 
@@ -1451,7 +1446,7 @@ static void check_select(Sema *s, Node *n) {
       continue;
     }
     Symbol *shape = NULL;
-    if (!check_selection_tensors(s, sel->lhs, sel, &shape))
+    if (!check_selection_tensors(s, sel->lhs, &shape))
       continue;
     if (!shape) {
       diag_error(s->diags, sel->lhs->span, "E0708", "this selection reads no score tensor");
