@@ -428,6 +428,8 @@ static void print_item(FILE *out, const Node *n, bool typed) {
         fputc(' ', out);
         print_expr(out, s->rhs, typed);
       }
+      if (s->unit != UNIT_NONE)
+        fprintf(out, " %s", ast_unit_text(s->unit));
       fputc(')', out);
     }
     fputc(')', out);

@@ -315,7 +315,7 @@ static void lower_select(Lower *L, Node *n) {
     if (s->kind == ND_TOP) {
       sel->scores = tensor_of(L, shape);
       sel->count = lower_expr(L, &m->scalars, s->rhs);
-      sel->unit = s->rhs->vunit;
+      sel->unit = s->unit != UNIT_NONE ? s->unit : s->rhs->vunit; /* top(s, 64 tokens) or a param's */
       continue;
     }
     /* the condition becomes a step tensor (0/1), so every backend reads it the same way */

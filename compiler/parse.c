@@ -78,8 +78,8 @@ void parse_syntax_error(ParseCtx *ctx, Token tok) {
               text + tok.span.off);
   else if ((tok.kind == TK_TOKENS || tok.kind == TK_PAGES) &&
            (ctx->prev.kind == TK_INT || ctx->prev.kind == TK_FLOAT || ctx->prev.kind == TK_IDENT))
-    diag_hint(ctx->diags, d, "a unit follows a count only in 'param' and 'keep'; elsewhere use a "
-                             "param that has one: 'param budget = 2048 tokens;'");
+    diag_hint(ctx->diags, d, "a unit follows a count only in 'param', 'keep' and top()'s budget; "
+                             "elsewhere use a param that has one: 'param budget = 2048 tokens;'");
   else if (tok.kind == TK_LBRACKET && ctx->prev.kind == TK_RBRACKET)
     diag_hint(ctx->diags, d, "subscripts go in one bracket pair: 'k[p, t, c]'");
   else if (tok.kind == TK_RBRACE && !after_item_end)

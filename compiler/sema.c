@@ -1138,11 +1138,7 @@ static void check_count(Sema *s, Node *count, Unit written, Span unit_at, const 
   }
   if (written == UNIT_NONE && count->vunit == UNIT_NONE) {
     Diagnostic *d = diag_error(s->diags, count->span, "E0802", "%s needs a unit", what);
-    /* only a keep range can write its unit; top()'s budget gets one from a param */
-    if (s->ctx == CX_KEEP)
-      diag_hint(s->diags, d, "write 'tokens' or 'pages' after it, or give the param a unit");
-    else
-      diag_hint(s->diags, d, "give the budget a unit where it is declared: 'param budget = 2048 tokens;'");
+    diag_hint(s->diags, d, "write 'tokens' or 'pages' after it, or give the param a unit");
   }
 }
 
@@ -1423,7 +1419,7 @@ static void check_select(Sema *s, Node *n) {
     Type t = check_expr(s, sel->lhs);
     /* the budget is independent of the ranked tensor: check it whatever that is */
     if (sel->kind == ND_TOP)
-      check_count(s, sel->rhs, UNIT_NONE, sel->rhs->span, "the budget of top()");
+      check_count(s, sel->rhs, sel->unit, sel->rhs->span, "the budget of top()");
     if (t == TY_ERROR)
       continue;
     if (sel->kind == ND_TOP) {

@@ -118,10 +118,11 @@ per_head(A) ::= PER HEAD. { A = true; }
 
 selections(A) ::= selection(S). { A = S; }
 selections(A) ::= selections(L) COMMA selection(S). { A = ast_append(L, S); }
-selection(A) ::= TOP(K) LP expr(X) COMMA expr(C) RP(E). {
+selection(A) ::= TOP(K) LP expr(X) COMMA expr(C) unit(U) RP(E). {
   A = ast_new(&ctx->b, ND_TOP, ast_join(K.span, E.span));
   A->lhs = X;
   A->rhs = C;
+  A->unit = U.unit;
 }
 selection(A) ::= ALL(K). { A = ast_new(&ctx->b, ND_ALL, K.span); }
 selection(A) ::= WHERE(K) LP expr(X) RP(E). {
