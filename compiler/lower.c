@@ -12,6 +12,8 @@ enum { MAX_AXES = 256 };
 
 typedef struct Lower {
   VirModule *m;
+  VirTensor **by_name; /* open addressing over tensor names, power-of-two capacity */
+  int cap;
   Axis *ast_axes[MAX_AXES]; /* this statement's axes and their VIR counterparts */
   VirAxis *vir_axes[MAX_AXES];
   int naxes;
@@ -29,19 +31,42 @@ static VirAxis *map_axis(Lower *L, Axis *a) {
   return v;
 }
 
-static VirTensor *find_tensor(VirModule *m, const char *name) {
-  for (int i = 0; i < m->ntensors; i++)
-    if (!strcmp(m->tensors[i]->name, name))
-      return m->tensors[i];
-  return NULL;
+static unsigned name_hash(const char *s) {
+  unsigned h = 2166136261u;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+/* The slot of name in the table: its tensor, or the empty slot where it would go. */
+static VirTensor **tensor_slot(Lower *L, const char *name) {
+  unsigned i = name_hash(name) & (unsigned)(L->cap - 1);
+  while (L->by_name[i] && strcmp(L->by_name[i]->name, name))
+    i = (i + 1) & (unsigned)(L->cap - 1);
+  return &L->by_name[i];
+}
+
+static VirTensor *find_tensor(Lower *L, const char *name) { return *tensor_slot(L, name); }
+
+/* A new tensor, also entered in the name table (grown to stay at most half full). */
+static VirTensor *new_tensor(Lower *L, const char *name, VirTensorKind kind, int rank) {
+  if (2 * (L->m->ntensors + 1) > L->cap) {
+    L->cap = L->cap ? 2 * L->cap : 64;
+    L->by_name = arena_alloc(L->m->arena, sizeof(VirTensor *) * (size_t)L->cap);
+    for (int i = 0; i < L->m->ntensors; i++)
+      *tensor_slot(L, L->m->tensors[i]->name) = L->m->tensors[i];
+  }
+  VirTensor *t = vir_tensor_new(L->m, name, kind, rank);
+  *tensor_slot(L, name) = t;
+  return t;
 }
 
 /* The VIR tensor a tensor symbol stands for; intrinsic tensors are made on first use. */
 static VirTensor *tensor_of(Lower *L, Symbol *sym) {
-  VirTensor *t = find_tensor(L->m, sym->name);
+  VirTensor *t = find_tensor(L, sym->name);
   if (t)
     return t;
-  t = vir_tensor_new(L->m, sym->name, VT_INPUT, sym->rank);
+  t = new_tensor(L, sym->name, VT_INPUT, sym->rank);
   for (int i = 0; i < sym->rank; i++)
     t->extents[i] = sym->axes[i]->extent;
   t->type = sym->type;
@@ -196,13 +221,13 @@ static VirBlock *block_for(VirKernel *k) {
 static void lower_def(Lower *L, Node *n) {
   Symbol *sym = n->sym;
   if (n->stage == ST_UPDATE) {
-    VirTensor *t = find_tensor(L->m, sym->name);
+    VirTensor *t = find_tensor(L, sym->name);
     VirKernel *k = vir_kernel_get(L->m, VK_UPDATE);
     VirAxis **axes = bind_axes(L, n->binders, t->rank);
     vir_store_add(L->m, k, t, axes, OP_ASSIGN, lower_expr(L, block_for(k), n->lhs));
     return;
   }
-  VirTensor *t = vir_tensor_new(L->m, n->name, tensor_kind_of(n->stage), sym->rank);
+  VirTensor *t = new_tensor(L, n->name, tensor_kind_of(n->stage), sym->rank);
   for (int i = 0; i < sym->rank; i++)
     t->extents[i] = sym->axes[i]->extent;
   t->dtype = n->dtype;
@@ -320,7 +345,7 @@ static void lower_select(Lower *L, Node *n) {
     }
     /* the condition becomes a step tensor (0/1), so every backend reads it the same way */
     VirAxis **axes = arena_alloc(m->arena, sizeof(VirAxis *) * (size_t)shape->rank);
-    VirTensor *mask = vir_tensor_new(m, arena_printf(m->arena, "where%d", m->nselections - 1),
+    VirTensor *mask = new_tensor(L, arena_printf(m->arena, "where%d", m->nselections - 1),
                                      VT_STEP, shape->rank);
     for (int i = 0; i < shape->rank; i++) {
       const Axis *a = shape->axes[i];
@@ -337,9 +362,9 @@ static void lower_select(Lower *L, Node *n) {
 
 static void lower_attend(Lower *L, Node *n) {
   VirKernel *k = vir_kernel_get(L->m, VK_ATTEND);
-  VirTensor *t = find_tensor(L->m, "logit");
+  VirTensor *t = find_tensor(L, "logit");
   if (!t) {
-    t = vir_tensor_new(L->m, "logit", VT_INPUT, 3);
+    t = new_tensor(L, "logit", VT_INPUT, 3);
     t->extents[0] = "G";
     t->extents[1] = "npages";
     t->extents[2] = "P";

@@ -163,8 +163,9 @@ static int back_end(Compilation *c, const Options *o) {
     vir_print(stdout, m);
     return 0;
   }
-  CgHostResult r;
-  bool ok = cg_host_compile(m, &c->diags, c->policy->span, o->opt_level, o->emit == EMIT_LLVM, &r);
+  CgHostResult r = {0};
+  bool ok = (o->emit == EMIT_LLVM || pkg_fits(m, &c->diags, c->policy->span)) &&
+            cg_host_compile(m, &c->diags, c->policy->span, o->opt_level, o->emit == EMIT_LLVM, &r);
   if (ok && o->emit == EMIT_LLVM) {
     fputs(r.llvm_ir, stdout);
   } else if (ok) {

@@ -134,9 +134,22 @@ static bool report(art_code c, const art_error *e, Diags *diags, Span where) {
   return false;
 }
 
+/* The artifact format bounds its lists (ART_MAX_ITEMS): say so instead of failing inside. */
+bool pkg_fits(const VirModule *m, Diags *diags, Span where) {
+  const char *what = m->nparams > ART_MAX_ITEMS ? "params" : m->ntensors > ART_MAX_ITEMS ? "tensors" : NULL;
+  if (!what)
+    return true;
+  Diagnostic *d = diag_error(diags, where, "E1005", "policy '%s' has %d %s; an artifact holds at most %d",
+                             m->name, m->nparams > ART_MAX_ITEMS ? m->nparams : m->ntensors, what, ART_MAX_ITEMS);
+  diag_hint(diags, d, "every const, field, row state, let and score is a tensor");
+  return false;
+}
+
 /* Packs m; writes to path when it is not NULL, else into *out. */
 static bool emit(const VirModule *m, const Source *src, const CgHostResult *host, const char *path,
                  unsigned char **out, size_t *outlen, Diags *diags, Span where) {
+  if (!pkg_fits(m, diags, where))
+    return false;
   Pack p;
   art_error e = {0};
   art_code c = ART_ENOMEM;

@@ -11,6 +11,9 @@
 #include "diag.h"
 #include "vir.h"
 
+/* Whether m fits the artifact format's limits; reports why not. Cheap: call it before code
+ * generation. */
+bool pkg_fits(const VirModule *m, Diags *diags, Span where);
 /* Writes the artifact to path (atomically: path.tmp, then a rename). */
 bool pkg_write(const VirModule *m, const Source *src, const CgHostResult *host, const char *path,
                Diags *diags, Span where);

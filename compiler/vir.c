@@ -3,6 +3,7 @@
  * values in one block are shared (common subexpressions are computed once). */
 #include "vir.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "sema.h"
@@ -105,20 +106,64 @@ static bool same_value(const VirValue *a, const VirValue *b) {
   return true;
 }
 
+static uint64_t mix(uint64_t h, uint64_t x) { return (h ^ x) * 0x100000001b3ull; }
+
+/* A hash of everything same_value compares, plus the block. */
+static uint64_t value_hash(const VirValue *v, const VirBlock *b) {
+  uint64_t h = mix(0xcbf29ce484222325ull, (uintptr_t)b);
+  h = mix(h, (uint64_t)v->op * 131 + (uint64_t)v->type * 17 + (uint64_t)v->opcode * 7 + (uint64_t)v->red);
+  uint64_t bits;
+  memcpy(&bits, &v->num, sizeof bits);
+  h = mix(h, bits);
+  h = mix(h, (uintptr_t)v->param ^ (uintptr_t)v->axis ^ (uintptr_t)v->tensor);
+  for (const char *s = v->name; s && *s; s++)
+    h = mix(h, (unsigned char)*s);
+  for (int i = 0; i < v->nargs; i++)
+    h = mix(h, (uintptr_t)v->args[i]);
+  for (int i = 0; i < v->naxes; i++)
+    h = mix(h, (uintptr_t)v->axes[i]);
+  return h;
+}
+
+static void cse_insert(VirModule *m, VirValue *v) {
+  if (2 * (m->cse_count + 1) > m->cse_cap) {
+    int cap = m->cse_cap ? 2 * m->cse_cap : 256;
+    VirValue **table = arena_alloc(m->arena, sizeof(VirValue *) * (size_t)cap);
+    for (int i = 0; i < m->cse_cap; i++)
+      for (VirValue *x = m->cse[i], *next; x; x = next) {
+        next = x->cse_next;
+        uint64_t h = value_hash(x, x->emitted_in) & (uint64_t)(cap - 1);
+        x->cse_next = table[h];
+        table[h] = x;
+      }
+    m->cse = table;
+    m->cse_cap = cap;
+  }
+  uint64_t h = value_hash(v, v->emitted_in) & (uint64_t)(m->cse_cap - 1);
+  v->cse_next = m->cse[h];
+  m->cse[h] = v;
+  m->cse_count++;
+}
+
 VirValue *vir_emit(VirModule *m, VirBlock *b, VirValue *proto) {
-  for (VirValue *v = b->first; v; v = v->next)
-    if (same_value(v, proto))
-      return v;
+  if (m->cse_cap) {
+    uint64_t h = value_hash(proto, b) & (uint64_t)(m->cse_cap - 1);
+    for (VirValue *v = m->cse[h]; v; v = v->cse_next)
+      if (v->emitted_in == b && same_value(v, proto))
+        return v;
+  }
   VirValue *v = arena_alloc(m->arena, sizeof *v);
   *v = *proto;
   v->id = m->next_value_id++;
   v->next = NULL;
+  v->emitted_in = b;
   compute_domain(m, v);
   if (b->last)
     b->last->next = v;
   else
     b->first = v;
   b->last = v;
+  cse_insert(m, v);
   return v;
 }
 

@@ -60,6 +60,7 @@ typedef enum VirOp {
 } VirOp;
 
 typedef struct VirValue VirValue;
+typedef struct VirBlock VirBlock;
 struct VirValue {
   int id;
   VirOp op;
@@ -80,6 +81,8 @@ struct VirValue {
   VirTensor *tensor;    /* VI_LOAD */
   bool invariant;       /* depends on no page or token axis (set by pass_hoist) */
   VirValue *next;       /* order within its block */
+  const VirBlock *emitted_in; /* vir_emit's block, for sharing identical values there */
+  VirValue *cse_next;   /* chain in the module's table of emitted values */
 };
 
 typedef struct VirStore VirStore;
@@ -91,9 +94,9 @@ struct VirStore {
   VirStore *next;
 };
 
-typedef struct VirBlock {
+struct VirBlock {
   VirValue *first, *last;
-} VirBlock;
+};
 
 typedef enum VirKernelKind {
   VK_CONST,     /* consts computed from expressions, once when the policy is loaded */
@@ -146,6 +149,8 @@ typedef struct VirModule {
   int nrequires;
   int next_value_id;
   int next_axis_id;
+  VirValue **cse;         /* emitted values by hash (vir_emit), chained; power-of-two size */
+  int cse_cap, cse_count;
 } VirModule;
 
 /* Builders used by lower.c and the passes. */

@@ -4,14 +4,21 @@
  * token axes. A violation is a compiler bug, never a user error: it is printed to err with
  * the value's number so that a pass that broke the module can be found. */
 #include <stdarg.h>
+#include <stdlib.h>
 
 #include "vir.h"
+
+/* Where each value was defined, by value id: 0 nowhere yet, SCALARS, or a block's own mark
+ * (2 + 2k for kernel k's row block, 3 + 2k for its per-element block). Filled in block order,
+ * so "defined before its use" is one lookup, not a walk of the block. */
+enum { UNSEEN = 0, SCALARS = 1 };
 
 typedef struct Verify {
   const VirModule *m;
   FILE *err;
   int problems;
   const char *where;
+  int *defined_in;
 } Verify;
 
 static void fail(Verify *V, const VirValue *v, const char *fmt, ...) {
@@ -24,12 +31,6 @@ static void fail(Verify *V, const VirValue *v, const char *fmt, ...) {
   V->problems++;
 }
 
-static bool in_block(const VirBlock *b, const VirValue *v, const VirValue *before) {
-  for (const VirValue *x = b ? b->first : NULL; x && x != before; x = x->next)
-    if (x == v)
-      return true;
-  return false;
-}
 
 static void check_domain(Verify *V, const VirValue *v) {
   if (v->op == VI_AXIS && !vir_dom_has(v->dom, v->ndom, v->axis))
@@ -92,13 +93,21 @@ static void check_types(Verify *V, const VirValue *v) {
     fail(V, v, "value has no type");
 }
 
-static void check_block(Verify *V, const VirBlock *b, const VirBlock *outer, bool hoisted) {
+static bool visible(const Verify *V, const VirValue *a, int own, int outer) {
+  int d = a->id > 0 && a->id < V->m->next_value_id ? V->defined_in[a->id] : UNSEEN;
+  return d != UNSEEN && (d == SCALARS || d == own || d == outer);
+}
+
+/* own: this block's mark; outer: the mark of the block it may also read (or UNSEEN). */
+static void check_block(Verify *V, const VirBlock *b, int own, int outer, bool hoisted) {
   for (const VirValue *v = b->first; v; v = v->next) {
     for (int i = 0; i < v->nargs; i++) {
       const VirValue *a = v->args[i];
-      if (!in_block(b, a, v) && !in_block(outer, a, NULL) && !in_block(&V->m->scalars, a, NULL))
+      if (!visible(V, a, own, outer))
         fail(V, v, "operand %%%d is not defined before its use", a->id);
     }
+    if (v->id > 0 && v->id < V->m->next_value_id)
+      V->defined_in[v->id] = own;
     check_domain(V, v);
     check_types(V, v);
     if (hoisted)
@@ -108,9 +117,8 @@ static void check_block(Verify *V, const VirBlock *b, const VirBlock *outer, boo
   }
 }
 
-static void check_store(Verify *V, const VirKernel *k, const VirStore *s) {
-  if (!in_block(&k->row, s->value, NULL) && !in_block(&k->each, s->value, NULL) &&
-      !in_block(&V->m->scalars, s->value, NULL))
+static void check_store(Verify *V, const VirStore *s, int row, int each) {
+  if (!visible(V, s->value, row, each))
     fail(V, s->value, "store to %s uses a value outside its kernel", s->dst->name);
   for (int i = 0; i < s->value->ndom; i++)
     if (!vir_dom_has(s->axes, s->dst->rank, s->value->dom[i]))
@@ -119,15 +127,21 @@ static void check_store(Verify *V, const VirKernel *k, const VirStore *s) {
 }
 
 int vir_verify(const VirModule *m, FILE *err) {
-  Verify V = {m, err, 0, "scalars"};
-  check_block(&V, &m->scalars, NULL, false);
-  for (const VirKernel *k = m->kernels; k; k = k->next) {
+  Verify V = {m, err, 0, "scalars", calloc((size_t)m->next_value_id + 1, sizeof(int))};
+  if (!V.defined_in) {
+    fputs("vir: out of memory verifying\n", err);
+    return 1;
+  }
+  check_block(&V, &m->scalars, SCALARS, UNSEEN, false);
+  int mark = 2;
+  for (const VirKernel *k = m->kernels; k; k = k->next, mark += 2) {
     V.where = vir_kernel_kind_text(k->kind);
     /* const and row kernels have no grid: their single block may range over pages */
-    check_block(&V, &k->row, NULL, k->kind != VK_CONST && k->kind != VK_ROW);
-    check_block(&V, &k->each, &k->row, false);
+    check_block(&V, &k->row, mark, UNSEEN, k->kind != VK_CONST && k->kind != VK_ROW);
+    check_block(&V, &k->each, mark + 1, mark, false);
     for (const VirStore *s = k->stores; s; s = s->next)
-      check_store(&V, k, s);
+      check_store(&V, s, mark, mark + 1);
   }
+  free(V.defined_in);
   return V.problems;
 }
