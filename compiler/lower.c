@@ -46,7 +46,7 @@ static VirTensor **tensor_slot(Lower *L, const char *name) {
   return &L->by_name[i];
 }
 
-static VirTensor *find_tensor(Lower *L, const char *name) { return *tensor_slot(L, name); }
+static VirTensor *find_tensor(Lower *L, const char *name) { return L->cap ? *tensor_slot(L, name) : NULL; }
 
 /* A new tensor, also entered in the name table (grown to stay at most half full). */
 static VirTensor *new_tensor(Lower *L, const char *name, VirTensorKind kind, int rank) {

@@ -1,6 +1,6 @@
 # golden_ir.cmake - compares `vxc --emit=ir` of every stdlib policy with tests/ir/NAME.ir.
 # Run by CTest; with -DUPDATE=ON it rewrites the expectations instead (see docs/ir.md).
-# Usage: cmake -DVXC=path/to/vxc -DSTDLIB=dir -DEXPECT=dir [-DUPDATE=ON] -P golden_ir.cmake
+# Usage: cmake -DVXC=path/to/vxc -DSTDLIB=dir -DEXPECT=dir [-DLOWER_ALL=dir] [-DUPDATE=ON] -P golden_ir.cmake
 file(GLOB policies ${STDLIB}/*.vx)
 set(passed 0)
 set(failed 0)
@@ -31,6 +31,20 @@ foreach(policy ${policies})
     endif()
   endif()
 endforeach()
+# Every golden AST policy must lower and verify too (no expectation: exit 0 is the check).
+if(LOWER_ALL)
+  file(GLOB others ${LOWER_ALL}/*.vx)
+  foreach(policy ${others})
+    get_filename_component(name ${policy} NAME_WE)
+    execute_process(COMMAND ${VXC} --emit=ir ${policy} RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
+    if(rc EQUAL 0)
+      math(EXPR passed "${passed} + 1")
+    else()
+      message("FAIL ${name}: vxc --emit=ir exited ${rc}\n${err}")
+      math(EXPR failed "${failed} + 1")
+    endif()
+  endforeach()
+endif()
 message("${passed} passed, ${failed} failed")
 if(failed GREATER 0 OR passed EQUAL 0)
   message(FATAL_ERROR "golden IR tests failed")
