@@ -5,6 +5,7 @@
  * the always-kept ones (ALGORITHMS.md §0); a budget of at least the row length selects
  * every token. */
 #include "exec.h"
+#include "vxrt_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -228,36 +229,19 @@ static int make_const(exec_state *st, int id, char *err, size_t errlen) {
 
 /* ---- element access ---- */
 
+/* Element conversions are libvxrt's own (convert.c), the ones the cache uses. */
 static float load_f32(const void *base, exec_dtype d, size_t i) {
   switch (d) {
-  case EXEC_F16: {
-    uint16_t h = ((const uint16_t *)base)[i];
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023;
-    float v;
-    if (exp == 0)
-      v = ldexpf((float)man, -24);
-    else if (exp == 31)
-      v = man ? NAN : INFINITY;
-    else
-      v = ldexpf((float)(man | 1024), (int)exp - 25);
-    return sign ? -v : v;
-  }
-  case EXEC_BF16: {
-    uint32_t bits = (uint32_t)((const uint16_t *)base)[i] << 16;
-    float v;
-    memcpy(&v, &bits, 4);
-    return v;
-  }
+  case EXEC_F16:
+    return vxrt_f16_to_f32(((const uint16_t *)base)[i]);
+  case EXEC_BF16:
+    return vxrt_bf16_to_f32(((const uint16_t *)base)[i]);
+  case EXEC_FP8:
+    return vxrt_e4m3_to_f32(((const uint8_t *)base)[i]);
   case EXEC_INT8:
     return (float)((const int8_t *)base)[i];
   case EXEC_U32:
     return (float)((const uint32_t *)base)[i];
-  case EXEC_FP8: { /* OCP E4M3: bias 7, 0x7f and 0xff are NaN */
-    uint8_t b = ((const uint8_t *)base)[i];
-    int exp = (b >> 3) & 15, man = b & 7;
-    float v = (b & 0x7f) == 0x7f ? NAN : exp ? ldexpf((float)(8 + man), exp - 10) : ldexpf((float)man, -9);
-    return b & 0x80 ? -v : v;
-  }
   default:
     return ((const float *)base)[i];
   }
@@ -265,16 +249,15 @@ static float load_f32(const void *base, exec_dtype d, size_t i) {
 
 static void store_f32(void *base, exec_dtype d, size_t i, float x) {
   switch (d) {
-  case EXEC_F32:
-    ((float *)base)[i] = x;
+  case EXEC_F16:
+    ((uint16_t *)base)[i] = vxrt_f32_to_f16(x);
     break;
-  case EXEC_BF16: {
-    uint32_t bits;
-    memcpy(&bits, &x, 4);
-    bits += 0x7fff + ((bits >> 16) & 1);
-    ((uint16_t *)base)[i] = (uint16_t)(bits >> 16);
+  case EXEC_BF16:
+    ((uint16_t *)base)[i] = vxrt_f32_to_bf16(x);
     break;
-  }
+  case EXEC_FP8:
+    ((uint8_t *)base)[i] = vxrt_f32_to_e4m3(x);
+    break;
   case EXEC_INT8: {
     float r = roundf(x);
     ((int8_t *)base)[i] = (int8_t)(r < -128 ? -128 : r > 127 ? 127 : r);
@@ -283,7 +266,7 @@ static void store_f32(void *base, exec_dtype d, size_t i, float x) {
   case EXEC_U32:
     ((uint32_t *)base)[i] = (uint32_t)x;
     break;
-  default: /* gaussian() consts in f16 or fp8 are refused by alloc_tensor_state */
+  default:
     ((float *)base)[i] = x;
     break;
   }
@@ -358,10 +341,8 @@ static int alloc_tensor_state(exec_state *st, int i, char *err, size_t errlen) {
   const exec_shape *sh = &st->sh;
   if (t->kind == EXEC_INPUT)
     return 1;
-  int gaussian_narrow = t->init && !strcmp(t->init, "gaussian") && (t->dtype == EXEC_FP8 || t->dtype == EXEC_F16);
-  if (gaussian_narrow || t->rank > EXEC_MAX_RANK) {
-    set_err(err, errlen, "tensor '%s': %s is not supported by the CPU backend", t->name,
-            t->rank > EXEC_MAX_RANK ? "this rank" : "gaussian() stored as f16 or fp8");
+  if (t->rank > EXEC_MAX_RANK) {
+    set_err(err, errlen, "tensor '%s': rank %d is more than the CPU backend addresses", t->name, t->rank);
     return 0;
   }
   if (t->kind == EXEC_CONST)
