@@ -100,6 +100,12 @@ typedef struct art_target {
   uint64_t checksum;         /* FNV-1a 64 of the section (filled by art_write) */
   const unsigned char *data; /* art_write: the section's bytes; art_parse: points into the
                                 buffer that was parsed */
+  /* ART_PTX only (optional keys "shapes" and "gpu_kernels"; absent = none): the shapes the
+   * module has entries for ("d128g4p16_bf16") and the GPU kernel kinds it exports for each
+   * (runtime/vxk_gpu.h: entry "vxg_<kind>__<shape>"). */
+  int nshapes, ngpu_kernels;
+  const char *const *shapes;
+  const char *const *gpu_kernels;
 } art_target;
 
 typedef struct art_manifest {
