@@ -8,6 +8,7 @@
  * Must not print, exit, or depend on the runtime's device code: vxc links this file alone.
  */
 #include "artifact.h"
+#include "vxk_gpu.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -70,6 +71,9 @@ static const char *const stage_names[] = {"page", "token", "row", "const", "step
 static const char *const init_names[] = {"gaussian", "load", NULL};
 static const char *const keep_kind_names[] = {"first", "last", "generated", NULL};
 static const char *const select_kind_names[] = {"top", "where", "all", NULL};
+#define ART_GPU_KERNEL_NAME(kind) #kind,
+static const char *const gpu_kernel_names[] = {VXK_GPU_KERNELS(ART_GPU_KERNEL_NAME) NULL};
+#undef ART_GPU_KERNEL_NAME
 static const char *const kernel_kind_names[] = {"append", "summarise", "row",   "select",
                                                 "attend", "update",    "const", "scalars",
                                                 "require", NULL};
@@ -127,6 +131,23 @@ static int is_printable(const char *s) {
   for (; *s; s++)
     if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e) return 0;
   return 1;
+}
+
+/* A PTX shape name, "d128g4p16_bf16": D, G and P as positive decimals without leading
+ * zeros (at most 5 digits each), then a KV dtype the GPU kernels read. */
+static int is_shape_name(const char *s) {
+  static const char *const dtypes[] = {"f32", "f16", "bf16", NULL};
+  static const char letters[] = "dgp";
+  for (int i = 0; i < 3; i++) {
+    if (*s++ != letters[i] || *s < '1' || *s > '9') return 0;
+    int digits = 0;
+    for (; *s >= '0' && *s <= '9'; s++)
+      if (++digits > 5) return 0;
+  }
+  if (*s++ != '_') return 0;
+  for (int i = 0; dtypes[i]; i++)
+    if (strcmp(s, dtypes[i]) == 0) return 1;
+  return 0;
 }
 
 static int is_hex16(const char *s) {
@@ -416,6 +437,48 @@ static art_code read_kernels(art_reader *r, const cJSON *root, art_manifest *m) 
                       m->nkernels);
 }
 
+/* An optional array of unique strings under `key` of the object being read (r->path);
+ * absent means none. Each must satisfy ok(); `what` says what they should be. */
+static art_code get_opt_names(art_reader *r, const cJSON *obj, const char *key,
+                              int (*ok)(const char *), const char *what, int *n,
+                              const char *const **out) {
+  const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, key), *it;
+  *n = 0;
+  *out = NULL;
+  if (!arr) return ART_OK;
+  if (!cJSON_IsArray(arr))
+    return fail(r->err, ART_EFORMAT, "manifest: %s: '%s' must be an array", r->path, key);
+  int count = cJSON_GetArraySize(arr);
+  if (count > ART_MAX_ITEMS)
+    return fail(r->err, ART_EFORMAT, "manifest: %s: '%s' has %d entries; the limit is %d",
+                r->path, key, count, ART_MAX_ITEMS);
+  const char **list = arena_alloc(r->o, sizeof(char *) * (size_t)(count ? count : 1));
+  if (!list) return fail(r->err, ART_ENOMEM, "out of memory reading the manifest");
+  int j = 0;
+  cJSON_ArrayForEach(it, arr) {
+    if (!cJSON_IsString(it) || !it->valuestring || strlen(it->valuestring) >= ART_MAX_STRING ||
+        !is_printable(it->valuestring) || !ok(it->valuestring))
+      return fail(r->err, ART_EFORMAT, "manifest: %s: %s[%d] must be %s", r->path, key, j,
+                  what);
+    for (int k = 0; k < j; k++)
+      if (strcmp(list[k], it->valuestring) == 0)
+        return fail(r->err, ART_EFORMAT, "manifest: %s: %s[%d] and %s[%d] are both \"%s\"",
+                    r->path, key, k, key, j, list[k]);
+    if (!(list[j] = arena_strdup(r->o, it->valuestring)))
+      return fail(r->err, ART_ENOMEM, "out of memory reading the manifest");
+    j++;
+  }
+  *n = count;
+  *out = list;
+  return ART_OK;
+}
+
+static int is_gpu_kernel_name(const char *s) {
+  for (int i = 0; gpu_kernel_names[i]; i++)
+    if (strcmp(s, gpu_kernel_names[i]) == 0) return 1;
+  return 0;
+}
+
 static art_code read_targets(art_reader *r, const cJSON *root, art_manifest *m) {
   const cJSON *arr, *it;
   void *items;
@@ -440,6 +503,15 @@ static art_code read_targets(art_reader *r, const cJSON *root, art_manifest *m) 
                   "manifest: %s: 'checksum' must be 16 lowercase hex digits", r->path);
     t->kind = (art_target_kind)kind;
     t->checksum = strtoull(sum, NULL, 16);
+    if ((c = get_opt_names(r, it, "shapes", is_shape_name,
+                           "a shape name like \"d128g4p16_bf16\"", &t->nshapes, &t->shapes)) ||
+        (c = get_opt_names(r, it, "gpu_kernels", is_gpu_kernel_name,
+                           "a GPU kernel kind (append, summarise, select, attend)",
+                           &t->ngpu_kernels, &t->gpu_kernels)))
+      return c;
+    if (t->kind != ART_PTX && (t->nshapes || t->ngpu_kernels))
+      return fail(r->err, ART_EFORMAT,
+                  "manifest: %s: only a ptx target may list 'shapes' or 'gpu_kernels'", r->path);
     i++;
   }
   return check_unique(r, "targets", &m->targets[0].name, sizeof(art_target), m->ntargets);
@@ -695,6 +767,19 @@ static int add_str(cJSON *obj, const char *key, const char *s) {
 static int add_num(cJSON *obj, const char *key, double v) {
   return cJSON_AddNumberToObject(obj, key, v) != NULL;
 }
+/* An array of n strings; 0 when a pointer is missing, n is negative or memory runs out. */
+static int add_names(cJSON *obj, const char *key, const char *const *names, int n) {
+  cJSON *arr;
+  if (n < 0 || !names || !(arr = cJSON_AddArrayToObject(obj, key))) return 0;
+  for (int i = 0; i < n; i++) {
+    cJSON *s = names[i] ? cJSON_CreateString(names[i]) : NULL;
+    if (!s || !cJSON_AddItemToArray(arr, s)) {
+      cJSON_Delete(s);
+      return 0;
+    }
+  }
+  return 1;
+}
 
 /* The JSON manifest of m; NULL (with err set) if a pointer is missing or memory runs out.
  * Content rules are checked afterwards by parsing the result. */
@@ -784,7 +869,9 @@ static cJSON *build_manifest(const art_manifest *m, const uint64_t *offsets, art
     art_hex64(art_fnv1a64(t->data, (size_t)t->size), sum);
     if (!add_str(it, "name", t->name) || !add_str(it, "kind", art_target_kind_name(t->kind)) ||
         !add_num(it, "offset", (double)offsets[i]) || !add_num(it, "size", (double)t->size) ||
-        !add_str(it, "checksum", sum)) {
+        !add_str(it, "checksum", sum) ||
+        (t->nshapes && !add_names(it, "shapes", t->shapes, t->nshapes)) ||
+        (t->ngpu_kernels && !add_names(it, "gpu_kernels", t->gpu_kernels, t->ngpu_kernels))) {
       bad = "targets";
       goto fail;
     }

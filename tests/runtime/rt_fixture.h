@@ -79,8 +79,11 @@ static inline rt_blob rt_write(const art_manifest *m) {
   return b;
 }
 
+static const char *const rt_shapes[] = {"d128g4p16_bf16", "d64g1p16_f32"};
+static const char *const rt_gpu_kernels[] = {"append", "attend"};
+
 /* An artifact with one host-so target (the shared object at so_path) named `host`, plus,
- * if ptx_name is given, a PTX section of dummy text. */
+ * if ptx_name is given, a PTX section of dummy text listing rt_shapes and rt_gpu_kernels. */
 static inline rt_blob rt_build(const char *so_path, const char *host, const char *ptx_name) {
   rt_blob so = rt_read_file(so_path);
   static const char ptx[] = ".version 8.0\n.target sm_90\n.address_size 64\n";
@@ -90,7 +93,8 @@ static inline rt_blob rt_build(const char *so_path, const char *host, const char
   if (host) t[n++] = (art_target){.name = host, .kind = ART_HOST_SO, .data = so.data, .size = so.len};
   if (ptx_name)
     t[n++] = (art_target){.name = ptx_name, .kind = ART_PTX, .data = (const unsigned char *)ptx,
-                          .size = sizeof ptx - 1};
+                          .size = sizeof ptx - 1, .nshapes = 2, .shapes = rt_shapes,
+                          .ngpu_kernels = 2, .gpu_kernels = rt_gpu_kernels};
   art_manifest m = rt_manifest(t, n);
   rt_blob b = rt_write(&m);
   free(so.data);

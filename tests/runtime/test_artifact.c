@@ -52,6 +52,11 @@ static void test_round_trip(void) {
                m->targets[1].kind == ART_PTX && m->targets[1].offset == m->targets[0].size &&
                m->targets[1].data == m->targets[0].data + m->targets[0].size,
            "targets");
+  RT_CHECK(m->targets[0].nshapes == 0 && m->targets[0].ngpu_kernels == 0 &&
+               m->targets[1].nshapes == 2 && strcmp(m->targets[1].shapes[0], "d128g4p16_bf16") == 0 &&
+               strcmp(m->targets[1].shapes[1], "d64g1p16_f32") == 0 &&
+               m->targets[1].ngpu_kernels == 2 && strcmp(m->targets[1].gpu_kernels[1], "attend") == 0,
+           "PTX shapes and GPU kernels");
   art_manifest_free(m);
   char hex[17];
   art_hex64(art_fnv1a64("", 0), hex);
@@ -182,6 +187,20 @@ static const edit edits[] = {
     {"targets[1].name", "\"sm_90\\u0001\"", VXRT_ERR_FORMAT, "non-printable"},
     {"targets", "[]", VXRT_ERR_FORMAT, "trailing bytes after the last section"},
     {"targets[0].name", "\"sm_90\"", VXRT_ERR_FORMAT, "both named \"sm_90\""},
+    {"targets[1].shapes", "\"d128g4p16_bf16\"", VXRT_ERR_FORMAT, "targets[1]: 'shapes' must be an array"},
+    {"targets[1].shapes", "[\"d128g4p16\"]", VXRT_ERR_FORMAT, "shapes[0] must be a shape name"},
+    {"targets[1].shapes", "[\"d128g4p16_fp8\"]", VXRT_ERR_FORMAT, "shapes[0] must be a shape name"},
+    {"targets[1].shapes", "[\"d0128g4p16_bf16\"]", VXRT_ERR_FORMAT, "shapes[0] must be a shape name"},
+    {"targets[1].shapes", "[\"d999999g4p16_bf16\"]", VXRT_ERR_FORMAT, "shapes[0] must be a shape name"},
+    {"targets[1].shapes", "[\"d64g1p16_f32\", 7]", VXRT_ERR_FORMAT, "shapes[1] must be a shape name"},
+    {"targets[1].shapes", "[\"d64g1p16_f32\", \"d64g1p16_f32\"]", VXRT_ERR_FORMAT, "shapes[0] and shapes[1] are both"},
+    {"targets[1].gpu_kernels", "[\"launch\"]", VXRT_ERR_FORMAT, "gpu_kernels[0] must be a GPU kernel kind"},
+    {"targets[1].gpu_kernels", "{}", VXRT_ERR_FORMAT, "'gpu_kernels' must be an array"},
+    {"targets[0].shapes", "[\"d64g1p16_f32\"]", VXRT_ERR_FORMAT, "only a ptx target may list"},
+    {"targets[1].shapes", NULL, VXRT_OK, NULL},
+    {"targets[1].gpu_kernels", NULL, VXRT_OK, NULL},
+    {"targets[1].shapes", "[]", VXRT_OK, NULL},
+    {"targets[1].gpu_kernels", "[\"append\", \"summarise\", \"select\", \"attend\"]", VXRT_OK, NULL},
     {"extra_key_from_a_newer_vxc", "{\"x\": 1}", VXRT_OK, NULL},
     {"fields[0].stage", "\"step\"", VXRT_OK, NULL},
     {"fields[1].dtype", "\"fp8\"", VXRT_OK, NULL},
@@ -401,6 +420,17 @@ static void test_writer_errors(void) {
   t[0].size = 0;
   RT_CHECK(art_write(&m, &out, &len, &err) == ART_EARG && strstr(err.msg, "is empty"), "%s", err.msg);
   t[0].size = 1;
+  static const char *const bad_shapes[] = {"d128g4p16_bf16", "d128g4p16_int8"};
+  t[0].shapes = bad_shapes;
+  t[0].nshapes = 2;
+  RT_CHECK(art_write(&m, &out, &len, &err) == ART_EARG && strstr(err.msg, "shapes[1] must be"),
+           "%s", err.msg);
+  t[0].nshapes = -1;
+  RT_CHECK(art_write(&m, &out, &len, &err) == ART_EARG && strstr(err.msg, "targets"), "%s", err.msg);
+  t[0].nshapes = 1;
+  RT_CHECK(art_write(&m, &out, &len, &err) == ART_OK, "%s", err.msg);
+  if (err.code == ART_OK) free(out);
+  t[0].nshapes = 0;
   RT_CHECK(art_write(&m, &out, &len, &err) == ART_OK, "%s", err.msg);
   if (err.code == ART_OK) free(out);
   RT_CHECK(art_parse(NULL, 5, NULL, &err) == ART_EARG, "art_parse NULL");
