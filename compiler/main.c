@@ -1,8 +1,11 @@
 /* main.c - the vxc command line: parses options, runs the front end, prints diagnostics and
  * whatever was asked for. Exit codes: 0 success, 1 errors in the input, 2 usage or I/O. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "front.h"
 #include "lex.h"
@@ -154,11 +157,115 @@ static char *default_output(const char *input) {
   return out;
 }
 
+/* What an existing non-regular file is, for refusing it as an output. */
+static const char *output_kind(mode_t mode) {
+  return S_ISDIR(mode) ? "a directory" : S_ISCHR(mode) || S_ISBLK(mode) ? "a device" :
+         S_ISFIFO(mode) ? "a FIFO" : S_ISSOCK(mode) ? "a socket" : "not a regular file";
+}
+
+/* The directory part of path ("." when it has none), malloc'd. */
+static char *dir_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (!slash)
+    return strdup(".");
+  size_t n = slash == path ? 1 : (size_t)(slash - path);
+  char *d = malloc(n + 1);
+  if (d) {
+    memcpy(d, path, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+/* Follows symbolic links from path (as cc -o does, a dangling one included) to the file the
+ * artifact will replace; that must be a regular file or a new name in a writable directory.
+ * Returns the resolved path (malloc'd), or NULL after saying why on stderr: the artifact is
+ * written beside its destination and renamed over it, which would replace a device, FIFO or
+ * socket with a regular file. */
+static char *resolve_output(const char *path) {
+  char *cur = strdup(path);
+  const char *why = NULL;
+  struct stat st;
+  for (int hops = 0; cur && !why; hops++) {
+    if (lstat(cur, &st) != 0) {
+      if (errno != ENOENT)
+        why = strerror(errno);
+      break;
+    }
+    if (!S_ISLNK(st.st_mode)) {
+      if (!S_ISREG(st.st_mode))
+        why = output_kind(st.st_mode);
+      else
+        return cur;
+      break;
+    }
+    char target[4096];
+    ssize_t n = hops < 40 ? readlink(cur, target, sizeof target - 1) : -1;
+    if (n < 0) {
+      why = hops < 40 ? strerror(errno) : "too many levels of symbolic links";
+      break;
+    }
+    target[n] = '\0';
+    char *dir = target[0] == '/' ? NULL : dir_of(cur);
+    char *next = malloc((dir ? strlen(dir) + 1 : 0) + (size_t)n + 1);
+    if (next)
+      sprintf(next, "%s%s%s", dir ? dir : "", dir ? "/" : "", target);
+    free(dir);
+    free(cur);
+    cur = next;
+  }
+  if (!cur) {
+    fputs("vxc: out of memory\n", stderr);
+    return NULL;
+  }
+  if (!why) {  /* a new file: its directory must exist and take it */
+    char *dir = dir_of(cur);
+    if (!dir || stat(dir, &st) != 0)
+      why = dir ? "no such directory" : "out of memory";
+    else if (!S_ISDIR(st.st_mode))
+      why = "its directory is not a directory";
+    else if (access(dir, W_OK | X_OK) != 0)
+      why = strerror(errno);
+    free(dir);
+  }
+  if (!why)
+    return cur;
+  if (strcmp(cur, path))
+    fprintf(stderr, "vxc: cannot write '%s' (a link to '%s'): %s\n", path, cur, why);
+  else
+    fprintf(stderr, "vxc: cannot write '%s': %s\n", path, why);
+  free(cur);
+  return NULL;
+}
+
+/* An E1004 that the writer raised for the file itself (disk full, permissions): an I/O error,
+ * exit 2, rather than a diagnostic of the input. Prints it and returns true. */
+static bool output_io_error(const Diags *d) {
+  static const char prefix[] = "cannot write the artifact: ";
+  for (const Diagnostic *e = d->first; e; e = e->next)
+    if (!strcmp(e->code, "E1004") && !strncmp(e->message, prefix, sizeof prefix - 1) &&
+        !strncmp(e->message + sizeof prefix - 1, "cannot write '", 14)) {
+      fprintf(stderr, "vxc: %s\n", e->message + sizeof prefix - 1);
+      return true;
+    }
+  return false;
+}
+
 /* --emit=ir, --emit=llvm and the artifact; returns the exit code. */
 static int back_end(Compilation *c, const Options *o) {
+  char *path = NULL;
+  if (o->emit == EMIT_ARTIFACT) {
+    char *fallback = o->output ? NULL : default_output(o->input);
+    path = o->output || fallback ? resolve_output(o->output ? o->output : fallback) : NULL;
+    free(fallback);
+    if (!path)
+      return 2;
+  }
   VirModule *m = middle_end(c);
-  if (!m)
+  if (!m) {
+    free(path);
     return 3;
+  }
   if (o->emit == EMIT_IR) {
     vir_print(stdout, m);
     return 0;
@@ -169,12 +276,12 @@ static int back_end(Compilation *c, const Options *o) {
   if (ok && o->emit == EMIT_LLVM) {
     fputs(r.llvm_ir, stdout);
   } else if (ok) {
-    char *fallback = o->output ? NULL : default_output(o->input);
-    const char *path = o->output ? o->output : fallback;
-    ok = path && pkg_write(m, &c->src, &r, path, &c->diags, c->policy->span);
-    free(fallback);
+    ok = pkg_write(m, &c->src, &r, path, &c->diags, c->policy->span);
   }
   cg_host_result_free(&r);
+  free(path);
+  if (!ok && output_io_error(&c->diags))
+    return 2;
   if (!ok) {
     diag_render(&c->diags, stderr, o->format);
     return 1;
