@@ -23,6 +23,15 @@ typedef struct CUfunc_st *vxcu_function;     /* CUfunction */
 typedef unsigned long long vxcu_deviceptr;   /* CUdeviceptr (64-bit builds) */
 typedef unsigned int vxcu_jit_option;        /* CUjit_option */
 typedef unsigned int vxcu_attribute;         /* CUdevice_attribute */
+typedef unsigned int vxcu_func_attribute;    /* CUfunction_attribute */
+typedef unsigned int vxcu_jit_input;         /* CUjitInputType */
+typedef unsigned int vxcu_capture_mode;      /* CUstreamCaptureMode */
+typedef unsigned int vxcu_capture_status;    /* CUstreamCaptureStatus */
+typedef struct CUstream_st *vxcu_stream;     /* CUstream */
+typedef struct CUevent_st *vxcu_event;       /* CUevent */
+typedef struct CUgraph_st *vxcu_graph;       /* CUgraph */
+typedef struct CUgraphExec_st *vxcu_graph_exec; /* CUgraphExec */
+typedef struct CUlinkState_st *vxcu_link;    /* CUlinkState */
 struct CUctxCreateParams_st;                 /* CUctxCreateParams: we always pass NULL */
 
 #define VXCU_SUCCESS 0
@@ -34,6 +43,15 @@ struct CUctxCreateParams_st;                 /* CUctxCreateParams: we always pas
 #define VXCU_JIT_INFO_LOG_BUFFER_SIZE_BYTES 4
 #define VXCU_JIT_ERROR_LOG_BUFFER 5
 #define VXCU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES 6
+#define VXCU_JIT_OPTIMIZATION_LEVEL 7
+#define VXCU_JIT_INPUT_PTX 1
+#define VXCU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT 16
+#define VXCU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES 8
+#define VXCU_STREAM_NON_BLOCKING 1
+#define VXCU_EVENT_DEFAULT 0
+#define VXCU_MEMHOSTALLOC_PORTABLE 1
+#define VXCU_STREAM_CAPTURE_MODE_THREAD_LOCAL 1
+#define VXCU_STREAM_CAPTURE_STATUS_NONE 0
 
 /* One field per entry point: the name is cuda.h's, the comment the exported symbol. */
 typedef struct vxcu_api {
@@ -71,6 +89,50 @@ typedef struct vxcu_api {
   vxcu_result (*cuModuleUnload)(vxcu_module mod);                        /* cuModuleUnload */
   vxcu_result (*cuModuleGetFunction)(vxcu_function *fn, vxcu_module mod, const char *name);
                                                                     /* cuModuleGetFunction */
+  vxcu_result (*cuModuleLoadData)(vxcu_module *mod, const void *image);    /* cuModuleLoadData */
+  vxcu_result (*cuFuncSetAttribute)(vxcu_function fn, vxcu_func_attribute a, int value);
+                                                                     /* cuFuncSetAttribute */
+  vxcu_result (*cuLaunchKernel)(vxcu_function fn, unsigned int gx, unsigned int gy,
+                                unsigned int gz, unsigned int bx, unsigned int by,
+                                unsigned int bz, unsigned int shared, vxcu_stream s,
+                                void **params, void **extra);                /* cuLaunchKernel */
+  vxcu_result (*cuStreamCreate)(vxcu_stream *s, unsigned int flags);         /* cuStreamCreate */
+  vxcu_result (*cuStreamDestroy)(vxcu_stream s);                       /* cuStreamDestroy_v2 */
+  vxcu_result (*cuStreamSynchronize)(vxcu_stream s);                    /* cuStreamSynchronize */
+  vxcu_result (*cuStreamIsCapturing)(vxcu_stream s, vxcu_capture_status *status);
+                                                                    /* cuStreamIsCapturing */
+  vxcu_result (*cuStreamBeginCapture)(vxcu_stream s, vxcu_capture_mode mode);
+                                                                /* cuStreamBeginCapture_v2 */
+  vxcu_result (*cuStreamEndCapture)(vxcu_stream s, vxcu_graph *g);       /* cuStreamEndCapture */
+  vxcu_result (*cuGraphInstantiate)(vxcu_graph_exec *e, vxcu_graph g,
+                                    unsigned long long flags);  /* cuGraphInstantiateWithFlags */
+  vxcu_result (*cuGraphLaunch)(vxcu_graph_exec e, vxcu_stream s);             /* cuGraphLaunch */
+  vxcu_result (*cuGraphExecDestroy)(vxcu_graph_exec e);                  /* cuGraphExecDestroy */
+  vxcu_result (*cuGraphDestroy)(vxcu_graph g);                               /* cuGraphDestroy */
+  vxcu_result (*cuEventCreate)(vxcu_event *e, unsigned int flags);            /* cuEventCreate */
+  vxcu_result (*cuEventRecord)(vxcu_event e, vxcu_stream s);                  /* cuEventRecord */
+  vxcu_result (*cuEventSynchronize)(vxcu_event e);                       /* cuEventSynchronize */
+  /* CUDA >= 12.8; optional (NULL on older drivers). */
+  vxcu_result (*cuEventElapsedTime)(float *ms, vxcu_event a, vxcu_event b);
+                                                                  /* cuEventElapsedTime_v2 */
+  vxcu_result (*cuEventDestroy)(vxcu_event e);                          /* cuEventDestroy_v2 */
+  vxcu_result (*cuMemcpyHtoDAsync)(vxcu_deviceptr dst, const void *src, size_t bytes,
+                                   vxcu_stream s);                   /* cuMemcpyHtoDAsync_v2 */
+  vxcu_result (*cuMemcpyDtoHAsync)(void *dst, vxcu_deviceptr src, size_t bytes,
+                                   vxcu_stream s);                   /* cuMemcpyDtoHAsync_v2 */
+  vxcu_result (*cuMemcpyDtoDAsync)(vxcu_deviceptr dst, vxcu_deviceptr src, size_t bytes,
+                                   vxcu_stream s);                   /* cuMemcpyDtoDAsync_v2 */
+  vxcu_result (*cuMemsetD32Async)(vxcu_deviceptr dst, unsigned int v, size_t n,
+                                  vxcu_stream s);                          /* cuMemsetD32Async */
+  vxcu_result (*cuMemHostAlloc)(void **p, size_t bytes, unsigned int flags); /* cuMemHostAlloc */
+  vxcu_result (*cuMemFreeHost)(void *p);                                      /* cuMemFreeHost */
+  vxcu_result (*cuLinkCreate)(unsigned int nopts, vxcu_jit_option *opts, void **values,
+                              vxcu_link *link);                             /* cuLinkCreate_v2 */
+  vxcu_result (*cuLinkAddData)(vxcu_link link, vxcu_jit_input type, void *data, size_t size,
+                               const char *name, unsigned int nopts, vxcu_jit_option *opts,
+                               void **values);                             /* cuLinkAddData_v2 */
+  vxcu_result (*cuLinkComplete)(vxcu_link link, void **cubin, size_t *size); /* cuLinkComplete */
+  vxcu_result (*cuLinkDestroy)(vxcu_link link);                               /* cuLinkDestroy */
 } vxcu_api;
 
 /* (field, exported symbol, required): the dlsym table of device.c, and what
@@ -98,6 +160,34 @@ typedef struct vxcu_api {
   X(cuMemsetD8, "cuMemsetD8_v2", 1)                      \
   X(cuModuleLoadDataEx, "cuModuleLoadDataEx", 1)         \
   X(cuModuleUnload, "cuModuleUnload", 1)                 \
-  X(cuModuleGetFunction, "cuModuleGetFunction", 1)
+  X(cuModuleGetFunction, "cuModuleGetFunction", 1)         \
+  X(cuModuleLoadData, "cuModuleLoadData", 1)               \
+  X(cuFuncSetAttribute, "cuFuncSetAttribute", 1)           \
+  X(cuLaunchKernel, "cuLaunchKernel", 1)                   \
+  X(cuStreamCreate, "cuStreamCreate", 1)                   \
+  X(cuStreamDestroy, "cuStreamDestroy_v2", 1)              \
+  X(cuStreamSynchronize, "cuStreamSynchronize", 1)         \
+  X(cuStreamIsCapturing, "cuStreamIsCapturing", 1)         \
+  X(cuStreamBeginCapture, "cuStreamBeginCapture_v2", 1)    \
+  X(cuStreamEndCapture, "cuStreamEndCapture", 1)           \
+  X(cuGraphInstantiate, "cuGraphInstantiateWithFlags", 1)  \
+  X(cuGraphLaunch, "cuGraphLaunch", 1)                     \
+  X(cuGraphExecDestroy, "cuGraphExecDestroy", 1)           \
+  X(cuGraphDestroy, "cuGraphDestroy", 1)                   \
+  X(cuEventCreate, "cuEventCreate", 1)                     \
+  X(cuEventRecord, "cuEventRecord", 1)                     \
+  X(cuEventSynchronize, "cuEventSynchronize", 1)           \
+  X(cuEventElapsedTime, "cuEventElapsedTime_v2", 0)        \
+  X(cuEventDestroy, "cuEventDestroy_v2", 1)                \
+  X(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2", 1)          \
+  X(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2", 1)          \
+  X(cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2", 1)          \
+  X(cuMemsetD32Async, "cuMemsetD32Async", 1)               \
+  X(cuMemHostAlloc, "cuMemHostAlloc", 1)                   \
+  X(cuMemFreeHost, "cuMemFreeHost", 1)                     \
+  X(cuLinkCreate, "cuLinkCreate_v2", 1)                    \
+  X(cuLinkAddData, "cuLinkAddData_v2", 1)                  \
+  X(cuLinkComplete, "cuLinkComplete", 1)                   \
+  X(cuLinkDestroy, "cuLinkDestroy", 1)
 
 #endif /* VXRT_CUDA_API_H */
