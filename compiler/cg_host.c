@@ -7,6 +7,8 @@
  * ones that include LLVM headers; it reports problems through the Diags, never exits. */
 #include "cg_llvm.h"
 
+#include "cg_expr.h"
+
 #include <llvm-c/Analysis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +47,7 @@ typedef struct Cg {
   LLVMValueRef valid;             /* i1 alloca of the innermost reduction, or NULL */
   LLVMValueRef logit;             /* attend: f32 alloca holding the current logit */
   LLVMValueRef kv_load_fn;
+  CgExpr e; /* the shared element-level emitter (cg_expr.c) */
 } Cg;
 
 static void cg_error(Cg *c, const char *msg, const char *what) {
@@ -77,10 +80,7 @@ static LLVMBasicBlockRef new_block(Cg *c, const char *name) {
 }
 
 static LLVMValueRef intrinsic(Cg *c, const char *name, LLVMTypeRef t, LLVMValueRef *args, int n) {
-  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, &t, 1);
-  LLVMTypeRef ft = LLVMIntrinsicGetType(c->ctx, id, &t, 1);
-  return LLVMBuildCall2(c->b, ft, fn, args, (unsigned)n, "");
+  return cg_expr_intrinsic(&c->e, name, t, args, n);
 }
 
 static LLVMValueRef f32_fn1(Cg *c, const char *name, LLVMValueRef x) {
@@ -123,40 +123,9 @@ static void end_when(Cg *c, LLVMBasicBlockRef join) {
 
 /* ---- types and conversions ---- */
 
-static LLVMTypeRef llvm_type(Cg *c, Type t) {
-  return t == TY_F32 ? c->f32 : t == TY_BOOL ? c->i1 : c->i32;
-}
+static LLVMTypeRef llvm_type(Cg *c, Type t) { return cg_expr_type(&c->e, t); }
 
-static LLVMValueRef convert(Cg *c, LLVMValueRef x, Type from, Type to) {
-  if (from == to)
-    return x;
-  if (to == TY_F32) {
-    if (from == TY_BOOL)
-      return LLVMBuildUIToFP(c->b, x, c->f32, "");
-    return from == TY_U32 ? LLVMBuildUIToFP(c->b, x, c->f32, "") : LLVMBuildSIToFP(c->b, x, c->f32, "");
-  }
-  if (to == TY_BOOL) {
-    if (from == TY_F32)
-      return LLVMBuildFCmp(c->b, LLVMRealUNE, x, f32c(c, 0), "");
-    return LLVMBuildICmp(c->b, LLVMIntNE, x, i32c(c, 0), "");
-  }
-  /* to i32 / u32 */
-  if (from == TY_F32)
-    return to == TY_U32 ? LLVMBuildFPToUI(c->b, x, c->i32, "") : LLVMBuildFPToSI(c->b, x, c->i32, "");
-  if (from == TY_BOOL)
-    return LLVMBuildZExt(c->b, x, c->i32, "");
-  return x; /* i32 <-> u32 share a representation */
-}
-
-static Type common_type(Type a, Type b) {
-  if (a == TY_F32 || b == TY_F32)
-    return TY_F32;
-  if (a == TY_U32 || b == TY_U32)
-    return TY_U32;
-  if (a == TY_BOOL && b == TY_BOOL)
-    return TY_BOOL;
-  return TY_I32;
-}
+static LLVMValueRef convert(Cg *c, LLVMValueRef x, Type from, Type to) { return cg_expr_convert(&c->e, x, from, to); }
 
 /* ---- extents: the canonical text from sema, evaluated at run time ---- */
 
@@ -555,123 +524,27 @@ static LLVMValueRef gen_load(Cg *c, const VirValue *v) {
 
 static LLVMValueRef gen_call(Cg *c, const VirValue *v) {
   LLVMValueRef a[3];
-  Type t = v->type;
-  const char *n = v->name;
-  bool float_fn = strcmp(n, "max") && strcmp(n, "min") && strcmp(n, "clamp") && strcmp(n, "abs") &&
-                  strcmp(n, "sign") && strcmp(n, "popcount") && strcmp(n, "int") && strcmp(n, "u32") &&
-                  strcmp(n, "float") && strcmp(n, "f32");
+  Type at[3];
   for (int i = 0; i < v->nargs && i < 3; i++) {
-    Type want = float_fn ? TY_F32 : (!strcmp(n, "popcount") || !strcmp(n, "int") || !strcmp(n, "u32") ||
-                                     !strcmp(n, "float") || !strcmp(n, "f32"))
-                                        ? v->args[i]->type
-                                        : t;
-    a[i] = convert(c, gen(c, v->args[i]), v->args[i]->type, want);
+    at[i] = cg_expr_call_operand_type(v->name, v->type, v->args[i]->type);
+    a[i] = convert(c, gen(c, v->args[i]), v->args[i]->type, at[i]);
   }
-  static const struct {
-    const char *name, *intrinsic;
-  } unary[] = {{"exp", "llvm.exp"},     {"log", "llvm.log"},   {"sqrt", "llvm.sqrt"},
-               {"floor", "llvm.floor"}, {"ceil", "llvm.ceil"}, {"round", "llvm.round"},
-               {"cos", "llvm.cos"},     {"sin", "llvm.sin"},   {"tanh", "llvm.tanh"},
-               {"acos", "llvm.acos"}};
-  for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++)
-    if (!strcmp(n, unary[i].name))
-      return f32_fn1(c, unary[i].intrinsic, a[0]);
-  if (!strcmp(n, "rsqrt"))
-    return LLVMBuildFDiv(c->b, f32c(c, 1), f32_fn1(c, "llvm.sqrt", a[0]), "");
-  if (!strcmp(n, "sigmoid"))
-    return LLVMBuildFDiv(c->b, f32c(c, 1),
-                         LLVMBuildFAdd(c->b, f32c(c, 1), f32_fn1(c, "llvm.exp", LLVMBuildFNeg(c->b, a[0], "")), ""), "");
-  if (!strcmp(n, "pow"))
-    return intrinsic(c, "llvm.pow", c->f32, a, 2);
-  if (!strcmp(n, "max") || !strcmp(n, "min")) {
-    bool mx = n[1] == 'a';
-    const char *in = t == TY_F32 ? (mx ? "llvm.maxnum" : "llvm.minnum")
-                     : t == TY_U32 ? (mx ? "llvm.umax" : "llvm.umin")
-                                   : (mx ? "llvm.smax" : "llvm.smin");
-    return intrinsic(c, in, llvm_type(c, t), a, 2);
-  }
-  if (!strcmp(n, "clamp")) {
-    LLVMValueRef lo[2] = {a[0], a[1]};
-    LLVMValueRef x = intrinsic(c, t == TY_F32 ? "llvm.maxnum" : t == TY_U32 ? "llvm.umax" : "llvm.smax", llvm_type(c, t), lo, 2);
-    LLVMValueRef hi[2] = {x, a[2]};
-    return intrinsic(c, t == TY_F32 ? "llvm.minnum" : t == TY_U32 ? "llvm.umin" : "llvm.smin", llvm_type(c, t), hi, 2);
-  }
-  if (!strcmp(n, "abs")) {
-    if (t == TY_F32)
-      return f32_fn1(c, "llvm.fabs", a[0]);
-    LLVMValueRef args[2] = {a[0], LLVMConstInt(c->i1, 0, 0)};
-    LLVMTypeRef it = c->i32;
-    unsigned id = LLVMLookupIntrinsicID("llvm.abs", 8);
-    return LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, &it, 1), LLVMGetIntrinsicDeclaration(c->mod, id, &it, 1), args, 2, "");
-  }
-  if (!strcmp(n, "sign")) {
-    if (t == TY_F32) {
-      LLVMValueRef pos = LLVMBuildUIToFP(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, a[0], f32c(c, 0), ""), c->f32, "");
-      LLVMValueRef neg = LLVMBuildUIToFP(c->b, LLVMBuildFCmp(c->b, LLVMRealOLT, a[0], f32c(c, 0), ""), c->f32, "");
-      return LLVMBuildFSub(c->b, pos, neg, "");
-    }
-    LLVMValueRef pos = LLVMBuildZExt(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, a[0], i32c(c, 0), ""), c->i32, "");
-    LLVMValueRef neg = LLVMBuildZExt(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a[0], i32c(c, 0), ""), c->i32, "");
-    return LLVMBuildSub(c->b, pos, neg, "");
-  }
-  if (!strcmp(n, "popcount"))
-    return intrinsic(c, "llvm.ctpop", c->i32, a, 1);
-  if (!strcmp(n, "float") || !strcmp(n, "f32") || !strcmp(n, "int") || !strcmp(n, "u32"))
-    return convert(c, a[0], v->args[0]->type, t);
-  cg_error(c, "function", n);
-  return LLVMConstNull(llvm_type(c, t));
+  LLVMValueRef r = cg_expr_call(&c->e, v->name, v->type, at, a, v->nargs);
+  if (c->e.unsupported)
+    cg_error(c, "function", c->e.unsupported);
+  return r;
 }
 
+/* Operands are converted as they are generated, so the IR keeps the order it always had. */
 static LLVMValueRef gen_binary(Cg *c, const VirValue *v) {
-  Type lt = v->args[0]->type, rt = v->args[1]->type;
   Op op = v->opcode;
-  if (op == OP_AND || op == OP_OR) {
-    LLVMValueRef l = gen(c, v->args[0]), r = gen(c, v->args[1]);
-    return op == OP_AND ? LLVMBuildAnd(c->b, l, r, "") : LLVMBuildOr(c->b, l, r, "");
-  }
-  Type ct = (op >= OP_EQ && op <= OP_GE) ? common_type(lt, rt) : v->type;
+  Type lt = v->args[0]->type, rt = v->args[1]->type;
+  Type ct = op == OP_AND || op == OP_OR ? TY_BOOL
+            : op >= OP_EQ && op <= OP_GE ? cg_expr_common_type(lt, rt)
+                                         : v->type;
   LLVMValueRef l = convert(c, gen(c, v->args[0]), lt, ct);
   LLVMValueRef r = convert(c, gen(c, v->args[1]), rt, ct);
-  bool fl = ct == TY_F32, un = ct == TY_U32;
-  switch (op) {
-  case OP_ADD: return fl ? LLVMBuildFAdd(c->b, l, r, "") : LLVMBuildAdd(c->b, l, r, "");
-  case OP_SUB: return fl ? LLVMBuildFSub(c->b, l, r, "") : LLVMBuildSub(c->b, l, r, "");
-  case OP_MUL: return fl ? LLVMBuildFMul(c->b, l, r, "") : LLVMBuildMul(c->b, l, r, "");
-  case OP_DIV:
-  case OP_MOD: {
-    if (fl)
-      return LLVMBuildFDiv(c->b, l, r, "");
-    /* integer division by zero is defined here as 0, not undefined behaviour */
-    LLVMValueRef zero = LLVMBuildICmp(c->b, LLVMIntEQ, r, i32c(c, 0), "");
-    LLVMValueRef safe = LLVMBuildSelect(c->b, zero, i32c(c, 1), r, "");
-    LLVMValueRef q = op == OP_DIV ? (un ? LLVMBuildUDiv(c->b, l, safe, "") : LLVMBuildSDiv(c->b, l, safe, ""))
-                                  : (un ? LLVMBuildURem(c->b, l, safe, "") : LLVMBuildSRem(c->b, l, safe, ""));
-    return LLVMBuildSelect(c->b, zero, i32c(c, 0), q, "");
-  }
-  case OP_BITAND: return LLVMBuildAnd(c->b, l, r, "");
-  case OP_BITOR: return LLVMBuildOr(c->b, l, r, "");
-  case OP_BITXOR: return LLVMBuildXor(c->b, l, r, "");
-  case OP_SHL:
-  case OP_SHR: {
-    /* shifts of 32 or more give 0 instead of poison */
-    LLVMValueRef big = LLVMBuildICmp(c->b, LLVMIntUGE, r, i32c(c, 32), "");
-    LLVMValueRef amt = LLVMBuildAnd(c->b, r, i32c(c, 31), "");
-    LLVMValueRef x = op == OP_SHL ? LLVMBuildShl(c->b, l, amt, "")
-                     : un ? LLVMBuildLShr(c->b, l, amt, "") : LLVMBuildAShr(c->b, l, amt, "");
-    return LLVMBuildSelect(c->b, big, i32c(c, 0), x, "");
-  }
-  default: {
-    static const LLVMRealPredicate fp[] = {[OP_EQ] = LLVMRealOEQ, [OP_NE] = LLVMRealUNE, [OP_LT] = LLVMRealOLT,
-                                          [OP_LE] = LLVMRealOLE, [OP_GT] = LLVMRealOGT, [OP_GE] = LLVMRealOGE};
-    static const LLVMIntPredicate sp[] = {[OP_EQ] = LLVMIntEQ, [OP_NE] = LLVMIntNE, [OP_LT] = LLVMIntSLT,
-                                         [OP_LE] = LLVMIntSLE, [OP_GT] = LLVMIntSGT, [OP_GE] = LLVMIntSGE};
-    static const LLVMIntPredicate up[] = {[OP_EQ] = LLVMIntEQ, [OP_NE] = LLVMIntNE, [OP_LT] = LLVMIntULT,
-                                         [OP_LE] = LLVMIntULE, [OP_GT] = LLVMIntUGT, [OP_GE] = LLVMIntUGE};
-    if (fl)
-      return LLVMBuildFCmp(c->b, fp[op], l, r, "");
-    return LLVMBuildICmp(c->b, un ? up[op] : sp[op], l, r, "");
-  }
-  }
+  return cg_expr_binary(&c->e, op, v->type, ct, ct, l, r);
 }
 
 /* Loops over axes[0..n) (each over its extent), calling body at the innermost point. */
@@ -714,43 +587,8 @@ static void reduce_body(Cg *c, void *arg) {
     ok = LLVMBuildAnd(c->b, ok, gen(c, v->args[1]), "");
   LLVMBasicBlockRef join = when(c, ok);
   LLVMValueRef acc = LLVMBuildLoad2(c->b, st->acc_type, st->acc, "");
-  LLVMValueRef next;
-  switch (v->red) {
-  case RED_SUM:
-  case RED_MEAN:
-  case RED_NORM: {
-    Type at = v->red == RED_SUM ? v->type : TY_F32;
-    LLVMValueRef y = convert(c, x, xt, at);
-    if (v->red == RED_NORM)
-      y = LLVMBuildFMul(c->b, y, y, "");
-    next = at == TY_F32 ? LLVMBuildFAdd(c->b, acc, y, "") : LLVMBuildAdd(c->b, acc, y, "");
-    break;
-  }
-  case RED_MAX:
-  case RED_MIN: {
-    LLVMValueRef args[2] = {acc, convert(c, x, xt, v->type)};
-    bool mx = v->red == RED_MAX;
-    const char *in = v->type == TY_F32 ? (mx ? "llvm.maxnum" : "llvm.minnum")
-                     : v->type == TY_U32 ? (mx ? "llvm.umax" : "llvm.umin") : (mx ? "llvm.smax" : "llvm.smin");
-    next = intrinsic(c, in, st->acc_type, args, 2);
-    break;
-  }
-  case RED_COUNT:
-    next = LLVMBuildAdd(c->b, acc, LLVMBuildZExt(c->b, x, c->i32, ""), "");
-    break;
-  case RED_BITS: {
-    LLVMValueRef pos = linear_over(c, v->axes, v->naxes);
-    LLVMValueRef bit = LLVMBuildShl(c->b, LLVMBuildZExt(c->b, x, c->i32, ""), LLVMBuildAnd(c->b, pos, i32c(c, 31), ""), "");
-    next = LLVMBuildOr(c->b, acc, bit, "");
-    break;
-  }
-  case RED_ANY:
-    next = LLVMBuildOr(c->b, acc, x, "");
-    break;
-  default: /* RED_ALL */
-    next = LLVMBuildAnd(c->b, acc, x, "");
-    break;
-  }
+  LLVMValueRef pos = v->red == RED_BITS ? linear_over(c, v->axes, v->naxes) : NULL;
+  LLVMValueRef next = cg_expr_reduce_step(&c->e, v->red, v->type, acc, xt, x, pos);
   LLVMBuildStore(c->b, next, st->acc);
   if (st->count)
     LLVMBuildStore(c->b, LLVMBuildAdd(c->b, LLVMBuildLoad2(c->b, c->i32, st->count, ""), i32c(c, 1), ""), st->count);
@@ -763,24 +601,10 @@ static LLVMValueRef gen_reduce(Cg *c, const VirValue *v) {
   if (v->red == RED_SOFTMAX)
     return gen_softmax(c, v);
   ReduceState st = {v, NULL, NULL, NULL};
-  Type at = v->red == RED_MEAN || v->red == RED_NORM ? TY_F32 : v->type;
+  Type at = cg_expr_reduce_type(v->red, v->type);
   st.acc_type = llvm_type(c, at);
   st.acc = entry_alloca(c, st.acc_type, "acc");
-  LLVMValueRef init;
-  switch (v->red) {
-  case RED_MAX:
-    init = at == TY_F32 ? f32c(c, -__builtin_inf()) : at == TY_U32 ? i32c(c, 0) : i32c(c, -2147483647 - 1);
-    break;
-  case RED_MIN:
-    init = at == TY_F32 ? f32c(c, __builtin_inf()) : at == TY_U32 ? i32c(c, -1) : i32c(c, 2147483647);
-    break;
-  case RED_ALL:
-    init = LLVMConstInt(c->i1, 1, 0);
-    break;
-  default:
-    init = LLVMConstNull(st.acc_type);
-    break;
-  }
+  LLVMValueRef init = cg_expr_reduce_init(&c->e, v->red, v->type);
   LLVMBuildStore(c->b, init, st.acc);
   if (v->red == RED_MEAN) {
     st.count = entry_alloca(c, c->i32, "n");
@@ -791,12 +615,8 @@ static LLVMValueRef gen_reduce(Cg *c, const VirValue *v) {
   loop_nest(c, v->axes, v->naxes, reduce_body, &st);
   c->valid = saved_valid;
   LLVMValueRef r = LLVMBuildLoad2(c->b, st.acc_type, st.acc, "");
-  if (v->red == RED_MEAN) {
-    LLVMValueRef n = LLVMBuildSIToFP(c->b, LLVMBuildLoad2(c->b, c->i32, st.count, ""), c->f32, "");
-    r = LLVMBuildFDiv(c->b, r, n, "mean"); /* an empty mean is NaN, as 0/0 */
-  } else if (v->red == RED_NORM) {
-    r = f32_fn1(c, "llvm.sqrt", r);
-  }
+  LLVMValueRef n = v->red == RED_MEAN ? LLVMBuildLoad2(c->b, c->i32, st.count, "") : NULL;
+  r = cg_expr_reduce_finish(&c->e, v->red, r, n);
   return r;
 }
 
@@ -842,8 +662,7 @@ static LLVMValueRef gen_softmax(Cg *c, const VirValue *v) {
 static LLVMValueRef gen_uncached(Cg *c, const VirValue *v) {
   switch (v->op) {
   case VI_NUM:
-    return v->type == TY_F32 ? f32c(c, v->num) : v->type == TY_BOOL ? LLVMConstInt(c->i1, v->num != 0, 0)
-                                                                     : i32c(c, (long long)v->num);
+    return cg_expr_number(&c->e, v->type, v->num);
   case VI_PARAM:
     return param_value(c, v->param);
   case VI_SCALAR:
@@ -856,22 +675,15 @@ static LLVMValueRef gen_uncached(Cg *c, const VirValue *v) {
     return c->axis_val[v->axis->id];
   case VI_LOAD:
     return gen_load(c, v);
-  case VI_UNARY: {
-    LLVMValueRef x = gen(c, v->args[0]);
-    if (v->opcode == OP_NOT)
-      return LLVMBuildNot(c->b, x, "");
-    if (v->opcode == OP_BITNOT)
-      return LLVMBuildNot(c->b, convert(c, x, v->args[0]->type, v->type), "");
-    x = convert(c, x, v->args[0]->type, v->type);
-    return v->type == TY_F32 ? LLVMBuildFNeg(c->b, x, "") : LLVMBuildNeg(c->b, x, "");
-  }
+  case VI_UNARY:
+    return cg_expr_unary(&c->e, v->opcode, v->type, v->args[0]->type, gen(c, v->args[0]));
   case VI_BINARY:
     return gen_binary(c, v);
   case VI_SELECT: {
     LLVMValueRef cond = gen(c, v->args[0]);
     LLVMValueRef a = convert(c, gen(c, v->args[1]), v->args[1]->type, v->type);
     LLVMValueRef b = convert(c, gen(c, v->args[2]), v->args[2]->type, v->type);
-    return LLVMBuildSelect(c->b, cond, a, b, "");
+    return cg_expr_select(&c->e, v->type, cond, v->type, a, v->type, b);
   }
   case VI_CALL:
     return gen_call(c, v);
@@ -1192,6 +1004,7 @@ LLVMModuleRef cg_host_module(LLVMContextRef ctx, const VirModule *m, Diags *diag
   c.where = where;
   c.mod = LLVMModuleCreateWithNameInContext(m->name, ctx);
   c.b = LLVMCreateBuilderInContext(ctx);
+  cg_expr_init(&c.e, ctx, c.mod, c.b, cg_expr_llvm_math);
   init_types(&c);
   c.axis_val = calloc((size_t)m->next_axis_id + 1, sizeof(LLVMValueRef));
   c.buffer = calloc((size_t)m->next_value_id + 1, sizeof(LLVMValueRef));
