@@ -219,30 +219,45 @@ static int edit_distance(const char *a, const char *b) {
   return row[lb];
 }
 
-/* The closest visible name (symbol or axis in scope) to a misspelt one, or NULL. */
+/* The letters, digits and '_' a name contains, one bit each (a-z, 0-9 folded onto them): an
+ * edit changes at most two bits, so names whose sets differ in more bits than twice the
+ * distance allowed need no edit distance computed. */
+static uint64_t name_chars(const char *name) {
+  uint64_t m = 0;
+  for (; *name; name++)
+    m |= (uint64_t)1 << ((unsigned char)*name & 63);
+  return m;
+}
+
+/* One candidate for suggest(): keeps it when it is closer than the best so far. */
+static void suggest_try(const char *name, int len, uint64_t chars, const char *cand,
+                        const char **best, int *best_d) {
+  int lc = (int)strlen(cand), diff = lc > len ? lc - len : len - lc;
+  if (diff >= *best_d || __builtin_popcountll(chars ^ name_chars(cand)) > 2 * (*best_d - 1))
+    return;
+  int d = edit_distance(name, cand);
+  if (d < *best_d) {
+    *best_d = d;
+    *best = cand;
+  }
+}
+
+/* The closest visible name (symbol or axis in scope) to a misspelt one, or NULL. Only for an
+ * error that will be shown: past DIAG_MAX_KEPT the hint would be dropped, and searching for
+ * it anyway made checking quadratic in the number of unknown names. */
 static const char *suggest(Sema *s, const char *name) {
   const char *best = NULL;
-  if (!name[0] || !name[1])
+  if (!name[0] || !name[1] || s->diags->nerrors > DIAG_MAX_KEPT)
     return NULL; /* every short name is one edit from a one-letter name: no signal */
-  int best_d = (int)strlen(name) <= 3 ? 1 : 2;
+  int len = (int)strlen(name);
+  int best_d = len <= 3 ? 1 : 2;
   best_d++;
-  for (int i = 0; i < s->nscope; i++) {
-    int d = edit_distance(name, s->scope[i]->name);
-    if (d < best_d) {
-      best_d = d;
-      best = s->scope[i]->name;
-    }
-  }
-  for (int i = 0; i < s->cap; i++) {
-    Symbol *sym = s->table[i];
-    if (!sym)
-      continue;
-    int d = edit_distance(name, sym->name);
-    if (d < best_d) {
-      best_d = d;
-      best = sym->name;
-    }
-  }
+  uint64_t chars = name_chars(name);
+  for (int i = 0; i < s->nscope; i++)
+    suggest_try(name, len, chars, s->scope[i]->name, &best, &best_d);
+  for (int i = 0; i < s->cap; i++)
+    if (s->table[i])
+      suggest_try(name, len, chars, s->table[i]->name, &best, &best_d);
   return best;
 }
 

@@ -17,6 +17,10 @@
  *       --update rewrites NAME.ast (and existing NAME.tokens) instead of comparing.
  *   vx-testdriver check DIR...
  *       Every .vx file in the directories must check with no diagnostic at all.
+ *   vx-testdriver unknown-names N LIMIT_MS
+ *       Generates a policy of N lets, each reading an unknown name one edit from a defined
+ *       one, and checks it: all N errors must be counted, the first shown with its "did you
+ *       mean", in under LIMIT_MS (not enforced in an instrumented build, VX_INSTRUMENTED).
  *
  * Every mode prints one PASS/FAIL line per file (with the details of a failure under it) and
  * a last line "N passed, M failed"; the exit status is 1 when anything failed, 2 on usage or
@@ -27,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "front.h"
 #include "lex.h"
@@ -556,12 +561,42 @@ static bool run_check_file(const char *path) {
   return ok;
 }
 
+/* ---- unknown-names: checking stays near-linear whatever the input holds ---- */
+
+static bool run_unknown_names(int n, double limit_ms) {
+  size_t cap = (size_t)n * 40 + 256, len = 0;
+  char *text = xmalloc(cap);
+  len += (size_t)sprintf(text + len, "policy many {\n  param budget = 256 tokens;\n  let x0 = 1;\n");
+  for (int i = 1; i <= n; i++) /* 'y<i-1>' is one edit from the let 'x<i-1>' before it */
+    len += (size_t)sprintf(text + len, "  let x%d = y%d + 1;\n", i, i - 1);
+  len += (size_t)sprintf(text + len, "  score[p] = sum[c] k[p, 0, c] * q[0, c];\n"
+                                     "  select top(score, budget);\n}\n");
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  Compilation c;
+  int nerrors = front_compile(&c, "many.vx", text, (int)len);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+  const Diagnostic *first = c.diags.first;
+  bool ok = nerrors == n && first && first->hint && !strcmp(first->hint, "did you mean 'x0'?");
+#ifndef VX_INSTRUMENTED
+  ok = ok && ms < limit_ms;
+#endif
+  printf("%s unknown-names: %d names (%zu bytes), %d errors, first hint '%s', %.1f ms (limit %.0f ms)\n",
+         ok ? "PASS" : "FAIL", n, len, nerrors, first && first->hint ? first->hint : "(none)", ms,
+         limit_ms);
+  front_destroy(&c);
+  free(text);
+  return ok;
+}
+
 /* ---- main ---- */
 
 static int usage(void) {
   fputs("usage: vx-testdriver compile-fail DIR [--require-codes SOURCE...]\n"
         "       vx-testdriver golden DIR [--update]\n"
-        "       vx-testdriver check DIR...\n",
+        "       vx-testdriver check DIR...\n"
+        "       vx-testdriver unknown-names N LIMIT_MS\n",
         stderr);
   return 2;
 }
@@ -620,6 +655,12 @@ int main(int argc, char **argv) {
     free_list(files, n);
     if (sources)
       check_code_coverage(sources, nsources, &t);
+    return finish(t);
+  }
+  if (!strcmp(mode, "unknown-names")) {
+    if (argc != 4 || atoi(argv[2]) < 1 || atof(argv[3]) <= 0)
+      return usage();
+    count(&t, run_unknown_names(atoi(argv[2]), atof(argv[3])));
     return finish(t);
   }
   if (!strcmp(mode, "check")) {
