@@ -798,6 +798,18 @@ static Type check_call(Sema *s, Node *n) {
     if (fn->cls == FN_FLOAT1 || fn->cls == FN_FLOAT2)
       return TY_F32;
     n->vunit = a0->vunit;
+    if (fn->cls == FN_MINMAX || fn->cls == FN_CLAMP) {
+      /* as for '+': one unit, which a unitless argument adopts */
+      for (Node *a = a0->next; a; a = a->next) {
+        if (n->vunit != UNIT_NONE && a->vunit != UNIT_NONE && a->vunit != n->vunit) {
+          diag_error(s->diags, n->span, "E0801", "'%s' mixes %s and %s", fn->name,
+                     ast_unit_text(n->vunit), ast_unit_text(a->vunit));
+          return TY_ERROR;
+        }
+        if (n->vunit == UNIT_NONE)
+          n->vunit = a->vunit;
+      }
+    }
     return t;
   }
   case FN_POPCOUNT:
