@@ -441,6 +441,12 @@ static void print_item(FILE *out, const Node *n, bool typed) {
     print_expr(out, n->lhs, typed);
     fputc(')', out);
     break;
+  case ND_LOST:
+    fputs("(lost", out);
+    for (const Node *m = n->list; m; m = m->next)
+      fprintf(out, " %s", m->name);
+    fputc(')', out);
+    break;
   default:
     fputs("(?)", out);
     break;

@@ -29,6 +29,8 @@ typedef enum NodeKind {
   ND_WHERE,   /* lhs = condition */
   ND_ALL,     /* select all: dense */
   ND_ATTEND,  /* name (= "logit"); binders; op (OP_ASSIGN/OP_ADD/...); lhs = body */
+  ND_LOST,    /* an item that failed to parse: list = ND_NAME of what it seemed to define
+               * (only in a tree with syntax errors, which is checked but never lowered) */
   ND_BINDER,  /* name; lhs = extent or NULL */
   /* expressions */
   ND_NUM,    /* num, is_int */

@@ -1,6 +1,7 @@
 /* front.c - runs lexer+parser then the checker over one source (see front.h). The checker
- * only runs on a tree that parsed without errors: checking a tree with holes in it would
- * report names that a skipped item defined as unknown. */
+ * also runs on a tree with syntax errors, so that one run reports them and the semantic
+ * errors of the items that did parse: an item that failed to parse is an ND_LOST there, and
+ * the names it seemed to define are known to the checker, never reported as unknown. */
 #include "front.h"
 
 #include <errno.h>
@@ -18,8 +19,10 @@ int front_compile(Compilation *c, const char *path, const char *text, int len) {
   source_init(&c->src, &c->arena, arena_strndup(&c->arena, path, strlen(path)), copy, len);
   diag_init(&c->diags, &c->arena, &c->src);
   c->policy = parse_source(&c->arena, &c->src, &c->diags);
-  if (c->policy && c->diags.nerrors == 0)
-    c->checked = sema_check(&c->arena, c->policy, &c->diags);
+  if (c->policy) {
+    bool parsed = c->diags.nerrors == 0;
+    c->checked = sema_check(&c->arena, c->policy, &c->diags) && parsed;
+  }
   return c->diags.nerrors;
 }
 

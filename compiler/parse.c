@@ -19,6 +19,67 @@ static bool is_text(const Token *t, const char *text, const char *word) {
   return t->kind == TK_IDENT && (size_t)t->span.len == n && !memcmp(text + t->span.off, word, n);
 }
 
+/* The reductions, for 'maxx[c] x': a name and a subscript followed by an operand. */
+static const char *const reductions[] = {"sum", "mean", "max", "min", "count", "norm", "bits",
+                                         "any", "all", "softmax"};
+
+/* Levenshtein distance of a (len bytes) and b, capped: names over 16 bytes count as far. */
+static int distance(const char *a, int la, const char *b) {
+  int lb = (int)strlen(b), row[17];
+  if (la > 16 || lb > 16)
+    return 99;
+  for (int j = 0; j <= lb; j++)
+    row[j] = j;
+  for (int i = 1; i <= la; i++) {
+    int diag = row[0];
+    row[0] = i;
+    for (int j = 1; j <= lb; j++) {
+      int up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+      best = up + 1 < best ? up + 1 : best;
+      best = row[j - 1] + 1 < best ? row[j - 1] + 1 : best;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[lb];
+}
+
+/* A token that can begin an operand (what a reduction's brackets are followed by). */
+static bool starts_operand(int kind) {
+  switch (kind) {
+  case TK_IDENT: case TK_INT: case TK_FLOAT: case TK_LP: case TK_SCORE: case TK_DTYPE:
+  case TK_NOT: case TK_TILDE: case TK_SUM: case TK_MEAN: case TK_MAX: case TK_MIN:
+  case TK_COUNT: case TK_NORM: case TK_BITS: case TK_ANY: case TK_ALL: case TK_SOFTMAX:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* 'maxx[c] a[p, c]': tok follows NAME[...] where NAME is one or two edits from a reduction.
+ * Reports E0205 and returns true. */
+static bool misspelt_reduction(ParseCtx *ctx, Token tok) {
+  const Token *name = &ctx->closed;
+  if (ctx->prev.kind != TK_RBRACKET || name->kind != TK_IDENT || !starts_operand(tok.kind))
+    return false;
+  const char *text = ctx->b.text + name->span.off, *best = NULL;
+  int best_d = name->span.len <= 3 ? 2 : 3;
+  for (size_t i = 0; i < sizeof reductions / sizeof reductions[0]; i++) {
+    int d = distance(text, name->span.len, reductions[i]);
+    if (d < best_d) {
+      best_d = d;
+      best = reductions[i];
+    }
+  }
+  if (!best)
+    return false;
+  Diagnostic *d = diag_error(ctx->diags, name->span, "E0205", "unknown reduction '%.*s'",
+                             token_text_len(name), text);
+  diag_hint(ctx->diags, d, "did you mean '%s'? The reductions are sum, mean, max, min, count, "
+                           "norm, bits, any, all and softmax", best);
+  return true;
+}
+
 /* Whether a token of this kind is followed by the name of what it defines. */
 static bool names_next(int kind) {
   switch (kind) {
@@ -39,6 +100,7 @@ static bool is_word(const Token *t, const char *text) {
 
 void parse_syntax_error(ParseCtx *ctx, Token tok) {
   const char *text = ctx->b.text;
+  ctx->item_failed = true;
   /* The lexer already reported a bad character, comment or string in this item; the
    * parser's complaint about what follows it is the same mistake. */
   if (ctx->lex_error_in_item)
@@ -52,6 +114,8 @@ void parse_syntax_error(ParseCtx *ctx, Token tok) {
       diag_hint(ctx->diags, d, "is a ';' or the policy's closing '}' missing?");
     return;
   }
+  if (misspelt_reduction(ctx, tok))
+    return;
   bool after_item_end = ctx->prev.kind == TK_SEMI || ctx->prev.kind == TK_LBRACE ||
                         ctx->prev.kind == TK_RBRACE || ctx->prev.kind == 0;
   if (lex_is_item_keyword(tok.kind) && !after_item_end) {
@@ -111,13 +175,85 @@ void parse_stack_overflow(ParseCtx *ctx) {
 }
 
 /* The parser's stack limits nesting, not a long chain such as 1 + 1 + ... + 1, whose tree is
- * as deep as it is long: the later stages recurse over it (see AST_MAX_DEPTH). */
+ * as deep as it is long: the later stages recurse over it (see AST_MAX_DEPTH). Such an item
+ * is reported and becomes an ND_LOST. */
 static void check_depth(ParseCtx *ctx) {
   for (Node *item = ctx->policy->list; item; item = item->next)
     if (item->depth > AST_MAX_DEPTH) {
       Diagnostic *d = diag_error(ctx->diags, item->span, "E0204", "expression nested too deeply");
       diag_hint(ctx->diags, d, "split it into several 'let' items");
+      /* the checker recurses too: it sees only what the item defines */
+      bool defines = item->kind == ND_PARAM || item->kind == ND_DEF;
+      item->list = defines ? ast_name(&ctx->b, ND_NAME, item->name_span) : NULL;
+      item->kind = ND_LOST;
+      item->lhs = item->rhs = item->cond = item->binders = NULL;
     }
+}
+
+/* Whether a name after a token of this kind is defined by the item (score is by itself). */
+static bool defines_next(const ParseCtx *ctx, int prev) {
+  switch (prev) {
+  case TK_CONST: case TK_ROW: case TK_PAGE: case TK_TOKEN: case TK_LET: case TK_PARAM:
+    return true;
+  case TK_COMMA:
+    return ctx->item_kw == TK_PARAM && ctx->depth == 0;
+  default:
+    return false;
+  }
+}
+
+/* Before tok goes to the parser: notes where items start and the names they define. */
+static void track_item(ParseCtx *ctx, Token tok) {
+  int prev = ctx->prev.kind;
+  if (prev == TK_SEMI || prev == TK_LBRACE) {
+    ctx->item_kw = tok.kind;
+    ctx->item_off = tok.span.off;
+    ctx->depth = 0;
+    ctx->nbrackets = 0;
+  }
+  enum { NOPENERS = sizeof ctx->opener / sizeof ctx->opener[0] };
+  if (tok.kind == TK_LBRACKET) {
+    if (ctx->nbrackets < NOPENERS)
+      ctx->opener[ctx->nbrackets] = ctx->prev;
+    ctx->nbrackets++;
+  } else if (tok.kind == TK_RBRACKET && ctx->nbrackets > 0) {
+    ctx->nbrackets--;
+    ctx->closed = ctx->nbrackets < NOPENERS ? ctx->opener[ctx->nbrackets] : (Token){0};
+  }
+  if (tok.kind == TK_LP || tok.kind == TK_LBRACKET)
+    ctx->depth++;
+  else if ((tok.kind == TK_RP || tok.kind == TK_RBRACKET) && ctx->depth > 0)
+    ctx->depth--;
+  bool defines = (tok.kind == TK_IDENT && defines_next(ctx, prev)) ||
+                 (tok.kind == TK_SCORE && ctx->item_kw == TK_SCORE && tok.span.off == ctx->item_off);
+  if (defines && ctx->npending < (int)(sizeof ctx->pending / sizeof ctx->pending[0]))
+    ctx->pending[ctx->npending++] = tok.span;
+}
+
+/* After a ';' went to the parser: an item that failed to parse becomes an ND_LOST. */
+static void end_item(ParseCtx *ctx, Token semi) {
+  if (ctx->item_failed) {
+    Span at = {ctx->item_off, semi.span.off + semi.span.len - ctx->item_off};
+    Node *lost = ast_new(&ctx->b, ND_LOST, at);
+    for (int i = 0; i < ctx->npending; i++)
+      lost->list = ast_append(lost->list, ast_name(&ctx->b, ND_NAME, ctx->pending[i]));
+    ctx->lost = ast_append(ctx->lost, lost);
+  }
+  ctx->item_failed = false;
+  ctx->npending = 0;
+}
+
+/* Merges the ND_LOST items into the policy's items by source position. */
+static void add_lost(ParseCtx *ctx) {
+  Node *merged = NULL, **tail = &merged, *a = ctx->policy->list, *b = ctx->lost;
+  while (a || b) {
+    Node **from = a && (!b || a->span.off < b->span.off) ? &a : &b;
+    *tail = *from;
+    tail = &(*from)->next;
+    *from = (*from)->next;
+  }
+  *tail = NULL;
+  ctx->policy->list = merged;
 }
 
 Node *parse_source(Arena *arena, const Source *src, Diags *diags) {
@@ -135,9 +271,12 @@ Node *parse_source(Arena *arena, const Source *src, Diags *diags) {
     Token tok = lex_next(&lx);
     if (diags->nerrors > errors_before)
       ctx.lex_error_in_item = true;
+    track_item(&ctx, tok);
     vxParse(parser, tok.kind, tok, &ctx);
-    if (tok.kind == TK_SEMI)
+    if (tok.kind == TK_SEMI) {
       ctx.lex_error_in_item = false;
+      end_item(&ctx, tok);
+    }
     if (tok.kind == 0 || ctx.failed || ctx.overflow)
       break;
     ctx.prev = tok;
@@ -147,5 +286,7 @@ Node *parse_source(Arena *arena, const Source *src, Diags *diags) {
     return NULL;
   if (ctx.policy)
     check_depth(&ctx);
+  if (ctx.policy && ctx.lost)
+    add_lost(&ctx);
   return ctx.policy;
 }

@@ -26,6 +26,17 @@ typedef struct ParseCtx {
   bool failed;    /* the parser gave up */
   bool overflow;  /* nesting beyond the parser's stack */
   bool lex_error_in_item; /* the lexer reported an error since the last ';' */
+  /* Items that fail to parse are skipped to their ';'; what they seemed to define is kept
+   * (ND_LOST) so that the checker can check the rest without calling those names unknown. */
+  bool item_failed;       /* a syntax error since the last ';' */
+  int item_kw, item_off;  /* the first token of the current item, and its offset */
+  int depth;              /* ( and [ open in the current item */
+  int npending;           /* names the current item defines, if it is a definition */
+  Span pending[32];
+  Node *lost;             /* ND_LOST items, in source order */
+  int nbrackets;          /* '[' open in the current item */
+  Token opener[16];       /* the token before each open '[' (the innermost 16) */
+  Token closed;           /* the token before the '[' that the last ']' closed */
 } ParseCtx;
 
 /* Parses src; returns the policy, or NULL when the input has no usable policy. Errors go to

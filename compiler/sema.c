@@ -109,9 +109,14 @@ typedef struct Sema {
   Node *score;
   Node *update_targets; /* ND_DEF list of update items, found before the main pass */
   bool keeps_tokens;    /* keep ranges exist (the selection is not empty without select) */
+  bool lost;            /* an item failed to parse (ND_LOST): what it defined is unknown */
 } Sema;
 
 /* ---- symbols ---- */
+
+/* A name defined by an item that failed to parse: known, but nothing about it is, and its
+ * uses are not reported (the syntax error was). */
+static bool is_lost(const Symbol *sym) { return sym && sym->def && sym->def->kind == ND_LOST; }
 
 static uint32_t hash_name(const char *s) {
   uint32_t h = 2166136261u;
@@ -309,6 +314,8 @@ static bool check_extent(Sema *s, Node *e) {
     return true;
   case ND_NAME: {
     Symbol *sym = lookup(s, e->name);
+    if (is_lost(sym))
+      return false;
     bool ok = sym && ((sym->kind == SYM_PARAM && sym->type == TY_I32) ||
                       (sym->kind == SYM_INTRINSIC &&
                        (sym->intrinsic == IN_D || sym->intrinsic == IN_G ||
@@ -558,6 +565,8 @@ static Symbol *resolve(Sema *s, Node *n) {
     return NULL;
   }
   Symbol *sym = lookup(s, n->name);
+  if (is_lost(sym))
+    return NULL;
   if (!sym) {
     Diagnostic *d = diag_error(s->diags, n->span, "E0302", "unknown name '%s'", n->name);
     const char *alt = suggest(s, n->name);
@@ -1098,6 +1107,14 @@ static Type check_expr(Sema *s, Node *n) {
 
 static Symbol *define(Sema *s, Node *n, SymKind kind, const char *what) {
   Symbol *old = lookup(s, n->name);
+  if (is_lost(old)) { /* a definition after a lost one of the same name: this one counts */
+    memset(old, 0, sizeof *old);
+    old->name = n->name;
+    old->kind = kind;
+    old->def = n;
+    n->sym = old;
+    return old;
+  }
   if (old) {
     Diagnostic *d;
     if (old->kind == SYM_INTRINSIC) {
@@ -1283,6 +1300,8 @@ static void check_const_value(Sema *s, Node *n, int rank) {
 
 static void check_update(Sema *s, Node *n) {
   Symbol *target = lookup(s, n->name);
+  if (is_lost(target))
+    return;
   if (!target || target->kind != SYM_DEF || (target->stage != ST_ROW && target->stage != ST_TOKEN)) {
     Diagnostic *d = diag_error(s->diags, n->name_span, "E0604",
                                target ? "'%s' is not a row state or token field; only those can be updated"
@@ -1517,6 +1536,21 @@ static void check_attend(Sema *s, Node *n) {
                ast_type_text(t));
 }
 
+/* An item that failed to parse: the names it defined become known, with nothing known of
+ * them (unless something before defined them already). */
+static void check_lost(Sema *s, Node *n) {
+  s->lost = true;
+  for (Node *m = n->list; m; m = m->next)
+    if (!lookup(s, m->name)) {
+      Symbol *sym = arena_alloc(s->arena, sizeof *sym);
+      sym->name = m->name;
+      sym->kind = SYM_DEF;
+      sym->def = n;
+      sym->broken = true;
+      insert(s, sym);
+    }
+}
+
 static void collect_update_targets(Sema *s, Node *policy) {
   for (Node *n = policy->list; n; n = n->next)
     if (n->kind == ND_DEF && n->stage == ST_UPDATE) {
@@ -1557,6 +1591,9 @@ bool sema_check(Arena *arena, Node *policy, Diags *diags) {
     case ND_ATTEND:
       check_attend(&s, n);
       break;
+    case ND_LOST:
+      check_lost(&s, n);
+      break;
     default:
       break;
     }
@@ -1567,7 +1604,7 @@ bool sema_check(Arena *arena, Node *policy, Diags *diags) {
     u->cond = NULL;
     u = next;
   }
-  if (!s.select && !s.keeps_tokens) {
+  if (!s.select && !s.keeps_tokens && !s.lost) {
     Span at = policy->span;
     Diagnostic *d = diag_error(diags, at, "E0702", "policy '%s' selects nothing", policy->name);
     diag_hint(diags, d, "add 'select all;' for dense attention, 'keep ...' ranges, or 'select top(score, budget);'");
