@@ -1,0 +1,64 @@
+/* attn.h - the one interface between vx-serve's engine and attention over the paged KV
+ * cache: open and close rows, append a prompt's K/V, read it back for dense prefill, let the
+ * policies summarise a prompt, and run one decode step of one layer for a batch of rows
+ * (append, summarise, select, attend). The engine calls only these; attn_cpu.c implements
+ * them over libvxrt's per-(row, layer) CPU calls, and a GPU backend (batched API) slots in
+ * as another table. Sits under runtime/serve/ between engine.c and vxrt.h; never prints. */
+#ifndef SERVE_ATTN_H
+#define SERVE_ATTN_H
+
+#include <stdint.h>
+
+#include "model.h"
+
+typedef struct serve_attn serve_attn;
+
+/* One row of a decode batch. */
+typedef struct attn_row {
+  int row;
+  int sparse;  /* 1: the policy on layers not kept dense; 0: dense attention everywhere */
+  int measure; /* 1 (sparse rows): also attend densely and report error and mass kept */
+} attn_row;
+
+typedef struct serve_attn_ops {
+  const char *name;
+  int (*row_open)(serve_attn *a, int *row);
+  int (*row_close)(serve_attn *a, int row);
+  /* n tokens of k, v [n][kv_heads][D] appended to `layer` of `row`. */
+  int (*append)(serve_attn *a, int row, int layer, const float *k, const float *v, int n);
+  /* tokens [0, n) of `layer` back as f32, same layout (for dense prefill attention). */
+  int (*read)(serve_attn *a, int row, int layer, int n, float *k, float *v);
+  /* The prompt is in every layer: summarise it for the policies the row will use. */
+  int (*prefill)(serve_attn *a, int row, int sparse);
+  /* One decode step of `layer` for nrows rows: appends k, v [nrows][kv_heads][D] (one token
+   * each), then attends q [nrows][heads][D] into out [nrows][heads][D] (query head h reads KV
+   * head h / G). For measured rows err and mass [nrows][kv_heads] get the relative error of
+   * the output against dense attention and the dense attention mass the selection kept
+   * (means over the KV head's G query heads); NaN for rows not measured. */
+  int (*decode)(serve_attn *a, int layer, int nrows, const attn_row *rows, const float *k,
+                const float *v, const float *q, float *out, float *err, float *mass);
+  void (*destroy)(serve_attn *a);
+} serve_attn_ops;
+
+struct serve_attn {
+  const serve_attn_ops *ops;
+  char err[MODEL_ERR_LEN];   /* the message of the last failed call */
+};
+
+/* The cache and policies an attention backend is created with. */
+typedef struct attn_config {
+  int page_size;
+  int kv_dtype;              /* a vxrt_dtype */
+  int max_rows;              /* rows open at once */
+  int max_row_tokens;        /* the model's context */
+  const uint8_t *dense_layer;/* [layers]: 1 where the policy is not used */
+} attn_config;
+
+/* The CPU backend over libvxrt. `policy` and `dense` are vxrt_policy handles loaded on the
+ * CPU device (policy may be NULL: dense rows only); they must outlive the backend. */
+struct vxrt_device;
+struct vxrt_policy;
+int attn_cpu_create(struct vxrt_device *dev, struct vxrt_policy *policy, struct vxrt_policy *dense,
+                    const model_config *c, const attn_config *ac, serve_attn **out, char *err);
+
+#endif

@@ -1,0 +1,469 @@
+/* eval.c - `vx-serve eval`: a policy and dense attention on the same retrieval prompts in one
+ * run (each prompt prefilled once, its K/V shared by a dense row and a policy row), greedy.
+ * Reports accuracy per task for both, greedy token agreement with dense, and per layer and KV
+ * head the relative error of the attention output against dense and the attention mass the
+ * selection kept (mean and worst), as one JSON object on stdout; progress on stderr.
+ * `--sweep NAME=V1,V2,...` repeats the policy side for each value. Sits under
+ * runtime/serve/ beside main.c; the fixtures file is hostile input (checked, never trusted). */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve.h"
+
+typedef struct fixture {
+  char task[32];
+  int ctx;
+  char *prompt;   /* Latin-1 bytes */
+  size_t plen;
+  char answer[64];
+  int *tok;
+  int ntok;
+} fixture;
+
+/* UTF-8 (as JSON strings hold it) to Latin-1 bytes: the fixtures are Latin-1 text. */
+static int to_latin1(const char *s, char *out, size_t *n) {
+  size_t k = 0;
+  for (const unsigned char *p = (const unsigned char *)s; *p;) {
+    if (*p < 0x80) {
+      out[k++] = (char)*p++;
+    } else if ((*p & 0xE0) == 0xC0 && (p[1] & 0xC0) == 0x80 && *p <= 0xC3) {
+      out[k++] = (char)(((*p & 0x1F) << 6) | (p[1] & 0x3F));
+      p += 2;
+    } else {
+      return -1;
+    }
+  }
+  *n = k;
+  return 0;
+}
+
+static int load_fixtures(const char *path, fixture **out, int *nout) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fprintf(stderr, "vx-serve eval: cannot open fixtures '%s': %s\n", path, strerror(errno));
+    return -1;
+  }
+  fixture *fx = NULL;
+  int n = 0, cap = 0, lineno = 0, rc = -1;
+  char *line = NULL;
+  size_t lcap = 0;
+  ssize_t len;
+  while ((len = getline(&line, &lcap, f)) > 0) {
+    lineno++;
+    if (len <= 1)
+      continue;
+    cJSON *j = cJSON_Parse(line);
+    cJSON *task = cJSON_GetObjectItemCaseSensitive(j, "task");
+    cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+    cJSON *ans = cJSON_GetObjectItemCaseSensitive(j, "answer");
+    cJSON *ctx = cJSON_GetObjectItemCaseSensitive(j, "ctx");
+    if (!cJSON_IsString(task) || !cJSON_IsString(prompt) || !cJSON_IsString(ans) ||
+        strlen(ans->valuestring) >= sizeof fx->answer || strlen(task->valuestring) >= 32) {
+      fprintf(stderr, "vx-serve eval: %s:%d: not a fixture (a JSON object with string task, "
+              "prompt and answer expected)\n", path, lineno);
+      cJSON_Delete(j);
+      goto out;
+    }
+    if (n == cap) {
+      cap = cap ? 2 * cap : 64;
+      fixture *nf = realloc(fx, (size_t)cap * sizeof *fx);
+      if (!nf) {
+        cJSON_Delete(j);
+        goto out;
+      }
+      fx = nf;
+    }
+    fixture *x = &fx[n];
+    memset(x, 0, sizeof *x);
+    snprintf(x->task, sizeof x->task, "%s", task->valuestring);
+    snprintf(x->answer, sizeof x->answer, "%s", ans->valuestring);
+    x->ctx = cJSON_IsNumber(ctx) ? (int)ctx->valuedouble : 0;
+    x->prompt = malloc(strlen(prompt->valuestring) + 1);
+    n++;
+    if (!x->prompt || to_latin1(prompt->valuestring, x->prompt, &x->plen) != 0) {
+      fprintf(stderr, "vx-serve eval: %s:%d: the prompt is not Latin-1 text\n", path, lineno);
+      cJSON_Delete(j);
+      goto out;
+    }
+    cJSON_Delete(j);
+  }
+  if (n == 0) {
+    fprintf(stderr, "vx-serve eval: fixtures '%s' hold no prompt\n", path);
+    goto out;
+  }
+  rc = 0;
+out:
+  free(line);
+  fclose(f);
+  if (rc) {
+    for (int i = 0; i < n; i++)
+      free(fx[i].prompt);
+    free(fx);
+    return -1;
+  }
+  *out = fx;
+  *nout = n;
+  return 0;
+}
+
+static int starts_with_answer(const engine_request *r, const char *answer) {
+  size_t k = strlen(answer);
+  if ((size_t)r->nout < k)
+    return 0;
+  for (size_t i = 0; i < k; i++)
+    if (r->out[i] != (unsigned char)answer[i])
+      return 0;
+  return 1;
+}
+
+/* Accuracy per task (and per task@ctx) of one side as a JSON object. */
+static cJSON *accuracy(const fixture *fx, const int *pick, int n, const int *ok) {
+  cJSON *o = cJSON_CreateObject();
+  char key[64];
+  int all = 0;
+  for (int i = 0; i < n; i++)
+    all += ok[i];
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < n; i++) {
+      const fixture *a = &fx[pick[i]];
+      if (pass == 0)
+        snprintf(key, sizeof key, "%s", a->task);
+      else
+        snprintf(key, sizeof key, "%s@%d", a->task, a->ctx);
+      if (cJSON_GetObjectItemCaseSensitive(o, key))
+        continue;
+      int c = 0, t = 0;
+      for (int j = 0; j < n; j++) {
+        const fixture *b = &fx[pick[j]];
+        if (strcmp(a->task, b->task) || (pass == 1 && a->ctx != b->ctx))
+          continue;
+        t++;
+        c += ok[j];
+      }
+      cJSON_AddNumberToObject(o, key, (double)c / t);
+    }
+  cJSON_AddNumberToObject(o, "all", (double)all / n);
+  cJSON_AddNumberToObject(o, "correct", all);
+  cJSON_AddNumberToObject(o, "prompts", n);
+  return o;
+}
+
+static void eval_usage(FILE *f) {
+  fprintf(f,
+          "usage: vx-serve eval --model PATH --policy P [options]\n"
+          "  --fixtures PATH     retrieval prompts, JSON lines (default: beside the model,\n"
+          "                      MODEL.retrieval.jsonl)\n"
+          "  --limit N           N prompts spread evenly over the file (default: all)\n"
+          "  --max-ctx N         only the prompts whose ctx field is at most N (bytes)\n"
+          "  -n N                tokens generated per prompt, greedy (default 8)\n"
+          "  --sweep NAME=V1,V2  run the policy once per value of its parameter NAME\n"
+          "  --quiet             no progress on stderr\n"
+          "  and the options of generate: --param, --dense-layers, --page-size, --kv-dtype,\n"
+          "  --batch (rows at once, 2 per prompt; default 4), --chunk, --vxc, --dense-policy\n");
+}
+
+int serve_eval(int argc, char **argv) {
+  serve_ctx x;
+  memset(&x, 0, sizeof x);
+  serve_opts_defaults(&x.o);
+  const char *fixtures = NULL, *sweep = NULL;
+  long limit = 0, n_new = 8, max_ctx = 0;
+  int quiet = 0;
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    int r = serve_common_option(&x.o, argc, argv, &i);
+    if (r < 0)
+      return 2;
+    if (r > 0)
+      continue;
+    int has_v = i + 1 < argc;
+    char *end;
+    if (!strcmp(a, "--fixtures") && has_v) {
+      fixtures = argv[++i];
+    } else if (!strcmp(a, "--limit") && has_v) {
+      limit = strtol(argv[++i], &end, 10);
+      if (*end || limit < 1) {
+        fprintf(stderr, "vx-serve eval: --limit expects a positive integer\n");
+        return 2;
+      }
+    } else if (!strcmp(a, "--max-ctx") && has_v) {
+      max_ctx = strtol(argv[++i], &end, 10);
+      if (*end || max_ctx < 1) {
+        fprintf(stderr, "vx-serve eval: --max-ctx expects a positive integer\n");
+        return 2;
+      }
+    } else if (!strcmp(a, "-n") && has_v) {
+      n_new = strtol(argv[++i], &end, 10);
+      if (*end || n_new < 1 || n_new > 4096) {
+        fprintf(stderr, "vx-serve eval: -n expects an integer in [1, 4096]\n");
+        return 2;
+      }
+    } else if (!strcmp(a, "--sweep") && has_v) {
+      sweep = argv[++i];
+    } else if (!strcmp(a, "--quiet")) {
+      quiet = 1;
+    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      eval_usage(stdout);
+      return 0;
+    } else {
+      fprintf(stderr, "vx-serve eval: unknown option or missing value: '%s'\n", a);
+      eval_usage(stderr);
+      return 2;
+    }
+  }
+  if (!x.o.policy) {
+    fprintf(stderr, "vx-serve eval: --policy P is required (the policy compared with dense)\n");
+    return 2;
+  }
+  /* the sweep: NAME=V1,V2,... */
+  char sweep_name[64] = "";
+  double sweep_val[64];
+  int nsweep = 0;
+  if (sweep) {
+    const char *eq = strchr(sweep, '=');
+    if (!eq || eq == sweep || (size_t)(eq - sweep) >= sizeof sweep_name) {
+      fprintf(stderr, "vx-serve eval: --sweep expects NAME=V1,V2,..., got '%s'\n", sweep);
+      return 2;
+    }
+    memcpy(sweep_name, sweep, (size_t)(eq - sweep));
+    for (const char *p = eq + 1; *p && nsweep < 64;) {
+      char *end;
+      sweep_val[nsweep++] = strtod(p, &end);
+      if (end == p || (*end && *end != ',')) {
+        fprintf(stderr, "vx-serve eval: --sweep: bad value list '%s'\n", eq + 1);
+        return 2;
+      }
+      p = *end ? end + 1 : end;
+    }
+  }
+  if (x.o.batch < 2)
+    x.o.batch = 2;
+  double t_start = serve_now();
+  int rc = 1, nfx = 0, n = 0;
+  fixture *fx = NULL;
+  int *pick = NULL, *ok_d = NULL, *ok_p = NULL;
+  engine_request *rq = NULL;
+  engine_acc *acc = NULL, *tot = NULL;
+  cJSON *root = cJSON_CreateObject(), *runs = cJSON_CreateArray();
+  char err[MODEL_ERR_LEN], fx_default[4096];
+  if (serve_setup(&x, "eval") != 0)
+    goto out;
+  const model_config *c = &x.m->cfg;
+  if (!fixtures) {
+    const char *dot = strrchr(x.o.model, '.');
+    size_t base = dot && !strchr(dot, '/') ? (size_t)(dot - x.o.model) : strlen(x.o.model);
+    snprintf(fx_default, sizeof fx_default, "%.*s.retrieval.jsonl", (int)base, x.o.model);
+    fixtures = fx_default;
+  }
+  if (load_fixtures(fixtures, &fx, &nfx) != 0)
+    goto out;
+  int *eligible = malloc((size_t)nfx * sizeof(int)), ne = 0;
+  if (!eligible)
+    goto out;
+  for (int i = 0; i < nfx; i++)
+    if (!max_ctx || fx[i].ctx <= max_ctx)
+      eligible[ne++] = i;
+  if (ne == 0) {
+    fprintf(stderr, "vx-serve eval: no prompt of '%s' has ctx <= %ld\n", fixtures, max_ctx);
+    free(eligible);
+    goto out;
+  }
+  n = limit && limit < ne ? (int)limit : ne;
+  pick = malloc((size_t)n * sizeof(int));
+  ok_d = calloc((size_t)n, sizeof(int));
+  ok_p = calloc((size_t)n, sizeof(int));
+  rq = calloc((size_t)2 * n, sizeof *rq);
+  int LH = c->layers * c->kv_heads;
+  acc = calloc((size_t)n * LH, sizeof *acc);
+  tot = calloc((size_t)LH, sizeof *tot);
+  if (!pick || !ok_d || !ok_p || !rq || !acc || !tot || !root || !runs) {
+    free(eligible);
+    goto out;
+  }
+  for (int i = 0; i < n; i++)
+    pick[i] = eligible[(long)i * ne / n]; /* spread over the file: every task and length */
+  free(eligible);
+  for (int i = 0; i < n; i++) {
+    fixture *f = &fx[pick[i]];
+    f->tok = malloc((f->plen + 2) * sizeof(int));
+    if (!f->tok)
+      goto out;
+    f->ntok = tokenizer_encode(x.tok, f->prompt, f->plen, f->tok, (int)f->plen + 2);
+  }
+  cJSON_AddStringToObject(root, "model", x.o.model);
+  cJSON_AddStringToObject(root, "fixtures", fixtures);
+  cJSON_AddStringToObject(root, "policy", x.policy_name);
+  cJSON_AddStringToObject(root, "dense_layers", x.o.dense_layers);
+  cJSON_AddNumberToObject(root, "page_size", x.o.page_size);
+  cJSON_AddStringToObject(root, "kv_dtype", vxrt_dtype_name((vxrt_dtype)x.o.kv_dtype));
+  cJSON_AddNumberToObject(root, "prompts", n);
+  cJSON_AddNumberToObject(root, "new_tokens", (double)n_new);
+  cJSON_AddStringToObject(root, "device", "cpu");
+  int npass = nsweep ? nsweep : 1;
+  for (int pass = 0; pass < npass; pass++) {
+    if (nsweep) {
+      vxrt_param_override ov[SERVE_MAX_PARAMS + 1];
+      int no = 0;
+      for (int k = 0; k < x.o.nparams; k++)
+        if (strcmp(x.o.params[k].name, sweep_name))
+          ov[no++] = x.o.params[k];
+      ov[no++] = (vxrt_param_override){sweep_name, sweep_val[pass]};
+      vxrt_policy *p;
+      if (serve_load_policy(&x, x.o.policy, ov, no, &p) != 0)
+        goto out;
+      if (serve_rebuild(&x, p) != 0) {
+        vxrt_policy_free(p);
+        goto out;
+      }
+      vxrt_policy_free(x.policy);
+      x.policy = p;
+    }
+    double t_pass = serve_now();
+    for (int i = 0; i < n; i++) {
+      fixture *f = &fx[pick[i]];
+      engine_request *d = &rq[2 * i], *p = &rq[2 * i + 1];
+      *d = (engine_request){.prompt = f->tok, .nprompt = f->ntok, .max_new = (int)n_new,
+                            .sparse = 0, .twin = p};
+      *p = (engine_request){.prompt = f->tok, .nprompt = f->ntok, .max_new = (int)n_new,
+                            .sparse = 1, .measure = 1, .acc = acc + (size_t)i * LH};
+      if (engine_submit(x.eng, d, err) != 0 || engine_submit(x.eng, p, err) != 0) {
+        fprintf(stderr, "vx-serve eval: %s: prompt %d: %s\n", fixtures, pick[i] + 1, err);
+        goto out;
+      }
+    }
+    int reported = 0, left;
+    while ((left = engine_step(x.eng, err)) > 0 || (left == 0 && reported < n)) {
+      while (reported < n && rq[2 * reported].done && rq[2 * reported + 1].done) {
+        int i = reported++;
+        fixture *f = &fx[pick[i]];
+        ok_d[i] = starts_with_answer(&rq[2 * i], f->answer);
+        ok_p[i] = starts_with_answer(&rq[2 * i + 1], f->answer);
+        if (!quiet)
+          fprintf(stderr, "[%d/%d] %-8s %5d bytes  dense %s  %s %s  (%.1f s)\n", i + 1, n,
+                  f->task, f->ctx, ok_d[i] ? "ok  " : "MISS", x.policy_name,
+                  ok_p[i] ? "ok  " : "MISS", serve_now() - t_pass);
+      }
+      if (left == 0)
+        break;
+    }
+    if (left < 0) {
+      fprintf(stderr, "vx-serve eval: %s\n", err);
+      goto out;
+    }
+    /* the pass's numbers */
+    cJSON *run = cJSON_CreateObject();
+    cJSON *params = cJSON_AddObjectToObject(run, "params");
+    vxrt_policy_info pi;
+    vxrt_policy_get_info(x.policy, &pi);
+    for (int k = 0; k < pi.nparams; k++) {
+      vxrt_param_info pa;
+      if (vxrt_policy_get_param(x.policy, k, &pa) == VXRT_OK)
+        cJSON_AddNumberToObject(params, pa.name, pa.value);
+    }
+    if (pass == 0)
+      cJSON_AddItemToObject(root, "dense", accuracy(fx, pick, n, ok_d));
+    cJSON_AddItemToObject(run, "accuracy", accuracy(fx, pick, n, ok_p));
+    long same = 0, total = 0;
+    for (int i = 0; i < n; i++) {
+      const engine_request *d = &rq[2 * i], *p = &rq[2 * i + 1];
+      int m = d->nout > p->nout ? d->nout : p->nout;
+      for (int t = 0; t < m; t++)
+        same += t < d->nout && t < p->nout && d->out[t] == p->out[t];
+      total += m;
+    }
+    cJSON_AddNumberToObject(run, "token_agreement", total ? (double)same / total : 1.0);
+    for (int k = 0; k < LH; k++)
+      tot[k] = (engine_acc){0, 0, 0, INFINITY, 0};
+    for (int i = 0; i < n; i++)
+      for (int k = 0; k < LH; k++) {
+        const engine_acc *a = &acc[(size_t)i * LH + k];
+        tot[k].err_sum += a->err_sum;
+        tot[k].mass_sum += a->mass_sum;
+        tot[k].n += a->n;
+        if (a->n) {
+          tot[k].err_max = a->err_max > tot[k].err_max ? a->err_max : tot[k].err_max;
+          tot[k].mass_min = a->mass_min < tot[k].mass_min ? a->mass_min : tot[k].mass_min;
+        }
+      }
+    cJSON *att = cJSON_AddObjectToObject(run, "attention");
+    cJSON *heads = cJSON_AddArrayToObject(att, "heads");
+    double es = 0, ms = 0, worst_e = -1, worst_m = INFINITY;
+    int we = -1, wm = -1, nh = 0;
+    for (int k = 0; k < LH; k++) {
+      if (!tot[k].n || x.dense_layer[k / c->kv_heads])
+        continue;
+      double me = tot[k].err_sum / tot[k].n, mm = tot[k].mass_sum / tot[k].n;
+      cJSON *h = cJSON_CreateObject();
+      cJSON_AddNumberToObject(h, "layer", k / c->kv_heads);
+      cJSON_AddNumberToObject(h, "kv_head", k % c->kv_heads);
+      cJSON_AddNumberToObject(h, "mean_rel_err", me);
+      cJSON_AddNumberToObject(h, "worst_rel_err", tot[k].err_max);
+      cJSON_AddNumberToObject(h, "mean_mass", mm);
+      cJSON_AddNumberToObject(h, "worst_mass", tot[k].mass_min);
+      cJSON_AddItemToArray(heads, h);
+      es += me;
+      ms += mm;
+      nh++;
+      if (me > worst_e) {
+        worst_e = me;
+        we = k;
+      }
+      if (mm < worst_m) {
+        worst_m = mm;
+        wm = k;
+      }
+    }
+    cJSON_AddNumberToObject(att, "steps", nh ? (double)tot[we].n : 0);
+    if (nh) {
+      cJSON_AddNumberToObject(att, "mean_rel_err", es / nh);
+      cJSON_AddNumberToObject(att, "mean_mass", ms / nh);
+      cJSON *w = cJSON_AddObjectToObject(att, "worst_head_rel_err");
+      cJSON_AddNumberToObject(w, "layer", we / c->kv_heads);
+      cJSON_AddNumberToObject(w, "kv_head", we % c->kv_heads);
+      cJSON_AddNumberToObject(w, "mean_rel_err", worst_e);
+      w = cJSON_AddObjectToObject(att, "worst_head_mass");
+      cJSON_AddNumberToObject(w, "layer", wm / c->kv_heads);
+      cJSON_AddNumberToObject(w, "kv_head", wm % c->kv_heads);
+      cJSON_AddNumberToObject(w, "mean_mass", worst_m);
+    }
+    cJSON_AddNumberToObject(run, "wall_s", serve_now() - t_pass);
+    cJSON_AddItemToArray(runs, run);
+    for (int i = 0; i < 2 * n; i++)
+      engine_request_release(&rq[i]);
+  }
+  cJSON_AddItemToObject(root, "runs", runs);
+  runs = NULL;
+  const engine_stats *st = engine_get_stats(x.eng);
+  cJSON_AddNumberToObject(root, "prefill_tokens_per_s",
+                          st->prefill_s > 0 ? st->prefill_tokens / st->prefill_s : 0);
+  cJSON_AddNumberToObject(root, "wall_s", serve_now() - t_start);
+  char *s = cJSON_Print(root);
+  if (s) {
+    puts(s);
+    free(s);
+  }
+  rc = 0;
+out:
+  cJSON_Delete(runs);
+  cJSON_Delete(root);
+  if (rq)
+    for (int i = 0; i < 2 * n; i++)
+      engine_request_release(&rq[i]);
+  for (int i = 0; i < nfx; i++) {
+    free(fx[i].prompt);
+    free(fx[i].tok);
+  }
+  free(fx);
+  free(pick);
+  free(ok_d);
+  free(ok_p);
+  free(rq);
+  free(acc);
+  free(tot);
+  serve_teardown(&x);
+  return rc;
+}

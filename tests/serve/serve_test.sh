@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# serve_test.sh - one vx-serve test (tests/serve/CMakeLists.txt runs each): checks exit
+# codes, outputs and error messages of the real binary on the real models. Exits 0 passed,
+# 1 failed (saying why), 77 skipped (models absent). Writes only under the build folder.
+#   usage: serve_test.sh TEST VX_SERVE MODELS_DIR WORK_DIR [VXC]
+set -u
+test=$1 serve=$2 models=$3 work=$4
+[ -n "${5:-}" ] && export VXC=$5
+mkdir -p "$work"
+fail() { echo "FAIL ($test): $*"; exit 1; }
+need() {
+  for f in "$@"; do
+    [ -f "$models/$f" ] || { echo "SKIP: $models/$f not found (the test models live in ../shared/models)"; exit 77; }
+  done
+}
+# expect_error CODE_TEXT ARGS...: vx-serve must exit 1 (not crash) and print CODE_TEXT on stderr
+expect_error() {
+  local want=$1
+  shift
+  "$serve" "$@" >"$work/out.txt" 2>"$work/err.txt"
+  local rc=$?
+  [ "$rc" -eq 1 ] || { cat "$work/err.txt"; fail "vx-serve $* exited $rc, expected 1"; }
+  grep -qF -- "$want" "$work/err.txt" || { cat "$work/err.txt"; fail "vx-serve $*: message lacks '$want'"; }
+  echo "ok: $(head -1 "$work/err.txt")"
+}
+
+case $test in
+reference)
+  need stories260K.bin tok512.bin
+  out=$("$serve" generate --model "$models/stories260K.bin" --tokenizer "$models/tok512.bin" \
+        -n 40 --show-tokens 2>"$work/err.txt") || { cat "$work/err.txt"; fail "generate failed"; }
+  echo "$out"
+  ref="403 407 261 378 432 383 286 261 376 298 315 421 395 317 426 338 401 396 267 337 410 408 419 292 411 322 265 282 295 433 426 385 328 432 358 394 261 370 432 352"
+  echo "$out" | grep -qF "tokens: $ref" || fail "the first 40 greedy tokens differ from the reference"
+  echo "$out" | grep -qF "Once upon a time, there was a little girl named Lily." || fail "text differs"
+  ;;
+tiny_dense | tiny_quest)
+  need vx-tiny-4k.safetensors vx-tiny-4k.retrieval.jsonl
+  args=(--policy dense)
+  [ "$test" = tiny_quest ] && args=(--policy quest --param budget=256)
+  # 6 prompts: the 1024-byte ones spread over both tasks (the CI-sized run)
+  "$serve" eval --model "$models/vx-tiny-4k.safetensors" "${args[@]}" \
+    --fixtures "$models/vx-tiny-4k.retrieval.jsonl" --limit 6 --max-ctx 1024 \
+    >"$work/$test.json" 2>"$work/$test.err" || { cat "$work/$test.err"; fail "eval failed"; }
+  cat "$work/$test.err"
+  json=$work/$test.json
+  # cJSON's printout: "correct": N for dense first, then for the policy
+  mapfile -t correct < <(grep -oE '"correct":[[:space:]]*[0-9]+' "$json" | grep -oE '[0-9]+$')
+  agree=$(grep -oE '"token_agreement":[[:space:]]*[0-9.e+-]+' "$json" | grep -oE '[0-9.e+-]+$')
+  err=$(grep -m1 -oE '"mean_rel_err":[[:space:]]*[0-9.e+-]+' "$json" | grep -oE '[0-9.e+-]+$')
+  echo "dense ${correct[0]:-?}/6, policy ${correct[1]:-?}/6, token agreement $agree, mean rel err $err"
+  [ "${correct[0]:-}" = 6 ] || fail "dense must answer all 6"
+  if [ "$test" = tiny_dense ]; then
+    [ "${correct[1]:-}" = 6 ] && [ "$agree" = 1 ] || fail "the dense policy must agree with dense"
+    awk -v e="$err" 'BEGIN { exit !(e < 1e-5) }' || fail "dense policy against dense: error $err"
+  else
+    [ "${correct[1]:-0}" -ge 5 ] || fail "quest at budget 256 on 1024-byte prompts: ${correct[1]:-?}/6"
+  fi
+  ;;
+bad_input)
+  need stories260K.bin tok512.bin vx-tiny-4k.safetensors
+  tok=(--tokenizer "$models/tok512.bin")
+  expect_error "no/such/model.bin" generate --model no/such/model.bin "${tok[@]}"
+  head -c 5000 "$models/stories260K.bin" >"$work/truncated.bin"
+  expect_error "is truncated" generate --model "$work/truncated.bin" "${tok[@]}"
+  head -c 100000 "$models/vx-tiny-4k.safetensors" >"$work/truncated.safetensors"
+  expect_error "truncated.safetensors" generate --model "$work/truncated.safetensors"
+  printf '\x10\x00\x00\x00\x00\x00\x00\x00{not json at all' >"$work/corrupt.safetensors"
+  expect_error "is corrupt" generate --model "$work/corrupt.safetensors"
+  expect_error "does not match the model" generate --model "$models/vx-tiny-4k.safetensors" "${tok[@]}"
+  head -c 3000 "$models/tok512.bin" >"$work/tok_short.bin"
+  expect_error "tok_short.bin" generate --model "$models/stories260K.bin" --tokenizer "$work/tok_short.bin"
+  for i in $(seq 300); do printf 'the little girl '; done >"$work/long.txt"
+  expect_error "longer than the model's context of 512" generate --model "$models/stories260K.bin" "${tok[@]}" --prompt-file "$work/long.txt"
+  expect_error "no/such/policy.vxp" generate --model "$models/stories260K.bin" "${tok[@]}" --policy no/such/policy.vxp
+  printf 'policy broken { select nonsense }\n' >"$work/broken.vx"
+  expect_error "failed to compile" generate --model "$models/stories260K.bin" "${tok[@]}" --policy "$work/broken.vx"
+  # lserve requires P to be a multiple of 16; P = 8 must be refused with the reason
+  expect_error "require" generate --model "$models/stories260K.bin" "${tok[@]}" --policy lserve --page-size 8
+  "$serve" generate --model "$models/stories260K.bin" "${tok[@]}" --dense-layers 9 >/dev/null 2>"$work/err.txt"
+  [ $? -eq 1 ] || [ $? -eq 2 ] || fail "--dense-layers 9 accepted"
+  ;;
+*)
+  fail "unknown test"
+  ;;
+esac
+echo "PASS ($test)"
