@@ -56,13 +56,29 @@ static bool starts_operand(int kind) {
   }
 }
 
-/* 'maxx[c] a[p, c]': tok follows NAME[...] where NAME is one or two edits from a reduction.
- * Reports E0205 and returns true. */
+/* tok, an operand, after NAME[...] that cannot be a misspelt reduction. */
+static bool not_a_reduction(ParseCtx *ctx, Token tok, const Token *name) {
+  const char *text = ctx->b.text;
+  Diagnostic *d = tok.kind == TK_IDENT || tok.kind == TK_INT || tok.kind == TK_FLOAT
+                      ? diag_error(ctx->diags, tok.span, "E0203", "unexpected %s '%.*s'",
+                                   lex_kind_name(tok.kind), token_text_len(&tok), text + tok.span.off)
+                      : diag_error(ctx->diags, tok.span, "E0203", "unexpected %s", lex_kind_name(tok.kind));
+  diag_hint(ctx->diags, d, "is an operator missing after '%.*s[...]'? A reduction is written "
+            "'sum[c] x' (sum, mean, max, min, count, norm, bits, any, all, softmax)",
+            token_text_len(name), text + name->span.off);
+  return true;
+}
+
+/* 'maxx[c] a[p, c]': tok, an operand, follows NAME[...]. When NAME is one or two edits from
+ * a reduction and only names are in the brackets, reports E0205; otherwise an unexpected
+ * token with the rule for reductions. Returns false when tok does not follow NAME[...]. */
 static bool misspelt_reduction(ParseCtx *ctx, Token tok) {
   const Token *name = &ctx->closed;
   if (ctx->prev.kind != TK_RBRACKET || name->kind != TK_IDENT || !starts_operand(tok.kind))
     return false;
   const char *text = ctx->b.text + name->span.off, *best = NULL;
+  if (!ctx->closed_names_only)
+    return not_a_reduction(ctx, tok, name);
   int best_d = name->span.len <= 3 ? 2 : 3;
   for (size_t i = 0; i < sizeof reductions / sizeof reductions[0]; i++) {
     int d = distance(text, name->span.len, reductions[i]);
@@ -72,7 +88,7 @@ static bool misspelt_reduction(ParseCtx *ctx, Token tok) {
     }
   }
   if (!best)
-    return false;
+    return not_a_reduction(ctx, tok, name);
   Diagnostic *d = diag_error(ctx->diags, name->span, "E0205", "unknown reduction '%.*s'",
                              token_text_len(name), text);
   diag_hint(ctx->diags, d, "did you mean '%s'? The reductions are sum, mean, max, min, count, "
@@ -89,6 +105,38 @@ static bool names_next(int kind) {
   default:
     return false;
   }
+}
+
+/* The item a token starts, for messages ("in a let"). */
+static const char *item_text(int kw) {
+  switch (kw) {
+  case TK_PARAM: return "a param";
+  case TK_KEEP: return "a keep range";
+  case TK_REQUIRE: return "a require";
+  case TK_CONST: return "a const";
+  case TK_ROW: return "a row state";
+  case TK_PAGE: return "a page field";
+  case TK_TOKEN: return "a token field";
+  case TK_LET: return "a let";
+  case TK_SCORE: return "the score";
+  case TK_UPDATE: return "an update";
+  case TK_ATTEND: return "an attend modifier";
+  default: return NULL;
+  }
+}
+
+/* 'let s = top(score, budget);': a selection where a value is computed. Reports E0203 naming
+ * the item, with where selections go, and returns true. */
+static bool selection_outside_select(ParseCtx *ctx, Token tok) {
+  const char *item = item_text(ctx->item_kw);
+  if ((tok.kind != TK_TOP && tok.kind != TK_WHERE) || !item || names_next(ctx->prev.kind))
+    return false; /* 'param top = 4' is a reserved word where a name goes */
+  const char *what = tok.kind == TK_TOP ? "top" : "where";
+  Diagnostic *d = diag_error(ctx->diags, tok.span, "E0203",
+                             "'%s(...)' in %s; selections go only in 'select'", what, item);
+  diag_hint(ctx->diags, d, "top() and where() choose what is attended: 'select top(score, budget);' "
+                           "after the score; %s computes a value", item);
+  return true;
 }
 
 /* A keyword spelt like a name ('top', 'page', 'sum'), where a name was expected. */
@@ -114,7 +162,7 @@ void parse_syntax_error(ParseCtx *ctx, Token tok) {
       diag_hint(ctx->diags, d, "is a ';' or the policy's closing '}' missing?");
     return;
   }
-  if (misspelt_reduction(ctx, tok))
+  if (misspelt_reduction(ctx, tok) || selection_outside_select(ctx, tok))
     return;
   bool after_item_end = ctx->prev.kind == TK_SEMI || ctx->prev.kind == TK_LBRACE ||
                         ctx->prev.kind == TK_RBRACE || ctx->prev.kind == 0;
@@ -213,12 +261,19 @@ static void track_item(ParseCtx *ctx, Token tok) {
   }
   enum { NOPENERS = sizeof ctx->opener / sizeof ctx->opener[0] };
   if (tok.kind == TK_LBRACKET) {
-    if (ctx->nbrackets < NOPENERS)
+    if (ctx->nbrackets < NOPENERS) {
       ctx->opener[ctx->nbrackets] = ctx->prev;
+      ctx->names_only[ctx->nbrackets] = true;
+    }
     ctx->nbrackets++;
   } else if (tok.kind == TK_RBRACKET && ctx->nbrackets > 0) {
     ctx->nbrackets--;
-    ctx->closed = ctx->nbrackets < NOPENERS ? ctx->opener[ctx->nbrackets] : (Token){0};
+    bool kept = ctx->nbrackets < NOPENERS;
+    ctx->closed = kept ? ctx->opener[ctx->nbrackets] : (Token){0};
+    ctx->closed_names_only = kept && ctx->names_only[ctx->nbrackets];
+  } else if (tok.kind != TK_IDENT && tok.kind != TK_COMMA && ctx->nbrackets > 0 &&
+             ctx->nbrackets <= NOPENERS) {
+    ctx->names_only[ctx->nbrackets - 1] = false;
   }
   if (tok.kind == TK_LP || tok.kind == TK_LBRACKET)
     ctx->depth++;

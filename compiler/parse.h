@@ -36,7 +36,9 @@ typedef struct ParseCtx {
   Node *lost;             /* ND_LOST items, in source order */
   int nbrackets;          /* '[' open in the current item */
   Token opener[16];       /* the token before each open '[' (the innermost 16) */
+  bool names_only[16];    /* and whether only names and commas followed it, as binders */
   Token closed;           /* the token before the '[' that the last ']' closed */
+  bool closed_names_only;
 } ParseCtx;
 
 /* Parses src; returns the policy, or NULL when the input has no usable policy. Errors go to

@@ -1307,7 +1307,17 @@ static void check_update(Sema *s, Node *n) {
                                target ? "'%s' is not a row state or token field; only those can be updated"
                                       : "update of unknown state '%s'",
                                n->name);
-    diag_hint(s->diags, d, "declare it first: 'token %s[p, t] = 0;' or 'row %s = 0;'", n->name, n->name);
+    if (!target)
+      diag_hint(s->diags, d, "declare it first: 'token %s[p, t] = 0;' or 'row %s = 0;'", n->name, n->name);
+    else if (target->kind == SYM_DEF && target->stage == ST_PAGE)
+      diag_hint(s->diags, d, "'%s' is a page field, computed from its page's keys; to update it every "
+                "step, make it a token field: 'token %s[p, t] = 0;'", n->name, n->name);
+    else
+      diag_hint(s->diags, d, "'%s' is %s; an update changes only state declared as 'row %s = ...;' "
+                "or 'token %s[p, t] = ...;'", n->name,
+                target->kind == SYM_INTRINSIC ? "built in" : target->kind == SYM_PARAM ? "a param"
+                : target->def->is_score ? "the score" : target->stage == ST_STEP ? "a let" : "a const",
+                n->name, n->name);
     return;
   }
   int count = 0;
@@ -1364,7 +1374,8 @@ static void check_def(Sema *s, Node *n) {
     if (n->stage == ST_ROW && b->axis->role == AX_PAGE) {
       /* a row is computed once at prefill: pages that decode adds would have no value */
       Diagnostic *d = diag_error(s->diags, b->span, "E0415", "row state '%s' cannot have a page axis", n->name);
-      diag_hint(s->diags, d, "keep per-page or per-token state in a page or token field, e.g. 'token %s[p, t] = ...;'",
+      diag_hint(s->diags, d, "state per page or token goes in a token field, e.g. 'token %s[p, t] = ...;', "
+                "which an update may change; a page field is a summary of its keys that no update changes",
                 n->name);
     }
   }
