@@ -332,3 +332,44 @@ vxrt_status vxrt_read_kv(const vxrt_cache *c, int row, int layer, int64_t start,
    * (staging aside), hence the cast. */
   return walk((vxrt_cache *)c, row, layer, start, ntokens, k, v, NULL, NULL);
 }
+
+/* ------------------------------------------------------------------ batched decode (batch.c) */
+
+vxrt_device *vxrt_cache_device(const vxrt_cache *c) { return c->dev; }
+
+vxrt_status vxrt_cache_row_check(const vxrt_cache *c, int row, const char *fn) {
+  return check_row(c, row, fn);
+}
+
+const int32_t *vxrt_cache_table(const vxrt_cache *c, int row, int *npages) {
+  *npages = c->npages[row];
+  return &c->tables[(size_t)row * (size_t)c->d.max_row_pages];
+}
+
+vxrt_status vxrt_cache_reserve(vxrt_cache *c, int row, int64_t tokens) {
+  int64_t P = c->d.page_size, need = (tokens + P - 1) / P;
+  if (need > c->d.max_row_pages)
+    return vxrt_fail(VXRT_ERR_POOL_FULL,
+                     "row %d would need %lld pages for %lld tokens; a row holds at most %d "
+                     "(max_row_pages)",
+                     row, (long long)need, (long long)tokens, c->d.max_row_pages);
+  int extra = need > c->npages[row] ? (int)(need - c->npages[row]) : 0;
+  if (extra > c->nfree)
+    return vxrt_fail(VXRT_ERR_POOL_FULL,
+                     "KV pool full: row %d needs %d more page(s), %d of %d are free", row, extra,
+                     c->nfree, c->d.max_pages);
+  return extra ? grow_row(c, row, extra) : VXRT_OK;
+}
+
+vxrt_status vxrt_cache_write(vxrt_cache *c, int row, int layer, int64_t pos, const float *k,
+                             const float *v, int ntokens) {
+  int64_t cap = (int64_t)c->npages[row] * c->d.page_size;
+  if (pos < 0 || ntokens < 0 || pos + ntokens > cap)
+    return vxrt_fail(VXRT_ERR_STATE, "row %d: tokens [%lld, %lld) lie outside its %lld reserved slots",
+                     row, (long long)pos, (long long)pos + ntokens, (long long)cap);
+  return walk(c, row, layer, pos, ntokens, NULL, NULL, k, v);
+}
+
+void vxrt_cache_advance(vxrt_cache *c, int row, int ntokens) {
+  for (int l = 0; l < c->d.layers; l++) c->lengths[(size_t)row * (size_t)c->d.layers + (size_t)l] += ntokens;
+}

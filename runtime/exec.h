@@ -123,6 +123,20 @@ int exec_step(exec_state *st, int row, int layer, const exec_kv *kv, const float
 int exec_read_tensor(exec_state *st, int row, int layer, int head, const exec_kv *kv, int tensor,
                      const int *idx, float *out);
 
+/* What the GPU executor (gpu.c) takes from a host-side state made for its consts, requires
+ * and scalars. Whether a tensor is paged (first axis npages: stored per page like the KV
+ * cache), and the elements of one page's block (paged) or of the whole tensor (a const, or
+ * one (row, layer, head) copy of row state) for D, G, P of the state's shape; -1 if its
+ * extents cannot be evaluated. */
+long exec_tensor_block(const exec_state *st, int tensor, int *paged);
+/* Bytes per element of a storage dtype. */
+size_t exec_dtype_bytes(exec_dtype d);
+/* A const's host data, as exec_create made it (NULL for other tensors). */
+const void *exec_const_data(const exec_state *st, int tensor);
+/* Runs vxk_scalars once with the shape and params alone (they are load-time values) into
+ * out[0..n), n = keeps with a count + top() selections; returns n. */
+int exec_load_scalars(exec_state *st, double *out);
+
 /* Evaluates an extent ("P/16", "L", "npages") for a row of npages pages; -1 if unknown. */
 long exec_extent(const exec_policy *pol, const exec_shape *shape, const char *text, int npages);
 

@@ -767,3 +767,26 @@ int exec_read_tensor(exec_state *st, int row, int layer, int head, const exec_kv
   *out = load_f32(st->ptrs[tensor], t->dtype, i);
   return 1;
 }
+
+/* ---- for the GPU executor ---- */
+
+long exec_tensor_block(const exec_state *st, int tensor, int *paged) {
+  const exec_tensor *t = &st->pol.tensors[tensor];
+  *paged = is_paged(t);
+  return tensor_elems(st, t, 1);
+}
+
+size_t exec_dtype_bytes(exec_dtype d) { return dtype_size(d); }
+
+const void *exec_const_data(const exec_state *st, int tensor) {
+  return st->pol.tensors[tensor].kind == EXEC_CONST ? st->consts[tensor] : NULL;
+}
+
+int exec_load_scalars(exec_state *st, double *out) {
+  vxk_ctx c;
+  base_ctx(st, &c);
+  if (st->pol.k.scalars)
+    st->pol.k.scalars(&c, st->scalars);
+  memcpy(out, st->scalars, sizeof(double) * (size_t)st->nscalars);
+  return st->nscalars;
+}

@@ -1,15 +1,20 @@
 /* policy.c - loading compiled policies into libvxrt: validation, target choice, parameter
- * overrides, and loading the code section for the device.
+ * overrides, and loading the code sections for the device.
  *
- * The artifact is validated by artifact.c; this file picks the section this device runs
- * (a host shared object for the CPU, PTX for CUDA), loads it, and resolves every kernel's
- * entry so that a policy that loads is a policy whose kernels all exist. Host code is loaded
+ * The artifact is validated by artifact.c; this file picks the sections this device runs
+ * (a host shared object for the CPU; PTX and the host shared object for CUDA, whose const,
+ * scalars and require kernels run on the host), loads them, and resolves every manifest
+ * kernel's entry so that a policy that loads is a policy whose kernels all exist. PTX is
+ * compiled by the driver's JIT linker into a cubin, or the cubin is taken from the
+ * compiled-kernel cache (kcache.c); GPU entries are resolved per cache shape by
+ * vxrt_policy_gpu_function. Host code is loaded
  * without touching the file system: the section goes into an anonymous memfd that is
  * dlopen'ed through /proc/self/fd (with a private temporary file as the fallback where
  * memfds are unavailable). Never prints, never exits; a bad artifact is an error code.
  */
 #define _GNU_SOURCE
 #include "artifact.h"
+#include "kcache.h"
 #include "vxrt_internal.h"
 
 #include <dlfcn.h>
@@ -40,7 +45,8 @@ _Static_assert((int)ART_K_APPEND == VXRT_KERNEL_APPEND &&
 struct vxrt_policy {
   vxrt_device *dev;
   art_manifest *man;      /* strings and tables; its targets' data pointers are stale */
-  const art_target *target;
+  const art_target *target; /* the section for the device: host-so (CPU) or PTX (CUDA) */
+  const art_target *host;   /* the host-so whose kernels run (on CUDA too) */
   double *values;         /* parameter values after overrides */
   void **handles;         /* per kernel: host function or CUfunction */
   void *dl;               /* host code: dlopen handle */
@@ -112,6 +118,21 @@ static vxrt_status choose_target(const vxrt_device *dev, const art_manifest *m,
   return vxrt_fail(VXRT_ERR_TARGET, "artifact has targets [%s]; this device needs %s%s", have,
                    dev->info.target,
                    dev->info.kind == VXRT_CUDA ? " (PTX for it or an older sm)" : "");
+}
+
+/* A CUDA device also runs the host-so for this machine (consts, scalars, requires). */
+static vxrt_status choose_host(const vxrt_device *dev, const art_manifest *m,
+                               const art_target **out) {
+  const char *host = vxrt_host_target();
+  for (int i = 0; i < m->ntargets; i++)
+    if (m->targets[i].kind == ART_HOST_SO && strcmp(m->targets[i].name, host) == 0) {
+      *out = &m->targets[i];
+      return VXRT_OK;
+    }
+  return vxrt_fail(VXRT_ERR_TARGET,
+                   "artifact has PTX for %s but no host code for %s, which a CUDA device also "
+                   "needs (its const, scalars and require kernels run on the host)",
+                   dev->info.target, host);
 }
 
 /* ------------------------------------------------------------------ parameters */
@@ -277,6 +298,59 @@ static vxrt_status load_host(vxrt_policy *pol, const art_target *t) {
 
 /* ------------------------------------------------------------------ PTX */
 
+/* JIT options: only the logs, so the cubin depends on the PTX, driver and device alone.
+ * The cache key includes this text; change both together. */
+static const char jit_options[] = "logs";
+
+/* Loads the cubin the compiled-kernel cache holds for `key`; 0 on a miss or if the driver
+ * refuses it (then the JIT runs and the entry is rewritten). */
+static int load_cached(vxrt_policy *pol, uint64_t key) {
+  void *cubin;
+  size_t len;
+  if (!vxrt_kcache_load(key, &cubin, &len)) return 0;
+  vxcu_result r = pol->dev->cu.cuModuleLoadData(&pol->mod, cubin);
+  free(cubin);
+  if (r) pol->mod = NULL;
+  return r == 0;
+}
+
+/* PTX -> cubin through the driver's JIT linker, stored in the cache, then loaded. The
+ * caller has the context pushed. */
+static vxrt_status jit_ptx(vxrt_policy *pol, const art_target *t, char *image, uint64_t key) {
+  vxrt_device *dev = pol->dev;
+  static _Thread_local char elog[8192], ilog[4096];
+  elog[0] = ilog[0] = '\0';
+  vxcu_jit_option opts[4] = {VXCU_JIT_ERROR_LOG_BUFFER, VXCU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
+                             VXCU_JIT_INFO_LOG_BUFFER, VXCU_JIT_INFO_LOG_BUFFER_SIZE_BYTES};
+  void *vals[4] = {elog, (void *)(uintptr_t)sizeof elog, ilog, (void *)(uintptr_t)sizeof ilog};
+  vxcu_link link = NULL;
+  const char *call = "cuLinkCreate";
+  vxcu_result r = dev->cu.cuLinkCreate(4, opts, vals, &link);
+  void *cubin = NULL;
+  size_t len = 0;
+  if (!r) {
+    call = "cuLinkAddData";
+    r = dev->cu.cuLinkAddData(link, VXCU_JIT_INPUT_PTX, image, (size_t)t->size + 1, "policy.ptx",
+                              0, NULL, NULL);
+  }
+  if (!r) {
+    call = "cuLinkComplete";
+    r = dev->cu.cuLinkComplete(link, &cubin, &len);
+  }
+  if (!r) {
+    call = "cuModuleLoadData";
+    r = dev->cu.cuModuleLoadData(&pol->mod, cubin);
+    if (!r) vxrt_kcache_store(key, cubin, len);
+  }
+  if (link) dev->cu.cuLinkDestroy(link); /* the cubin belongs to the link state */
+  if (!r) return VXRT_OK;
+  pol->mod = NULL;
+  vxrt_cuda_fail(dev, VXRT_ERR_LOAD, call, r);
+  elog[sizeof elog - 1] = '\0';
+  return vxrt_fail(VXRT_ERR_LOAD, "PTX of target %s failed to load: %s%s%.3000s", t->name,
+                   vxrt_last_error(), elog[0] ? "\n" : "", elog);
+}
+
 static vxrt_status load_ptx(vxrt_policy *pol, const art_target *t) {
   vxrt_device *dev = pol->dev;
   /* The driver wants a NUL-terminated image. */
@@ -284,38 +358,16 @@ static vxrt_status load_ptx(vxrt_policy *pol, const art_target *t) {
   if (!image) return vxrt_fail(VXRT_ERR_OUT_OF_MEMORY, "out of memory loading PTX");
   memcpy(image, t->data, (size_t)t->size);
   image[t->size] = '\0';
-  static _Thread_local char elog[8192], ilog[4096];
-  elog[0] = ilog[0] = '\0';
-  vxcu_jit_option opts[4] = {VXCU_JIT_ERROR_LOG_BUFFER, VXCU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
-                             VXCU_JIT_INFO_LOG_BUFFER, VXCU_JIT_INFO_LOG_BUFFER_SIZE_BYTES};
-  void *vals[4] = {elog, (void *)(uintptr_t)sizeof elog, ilog, (void *)(uintptr_t)sizeof ilog};
+  const vxrt_device_info *in = &dev->info;
+  uint64_t key = vxrt_kcache_key(image, (size_t)t->size, jit_options, in->driver_version,
+                                 in->name, in->cc_major, in->cc_minor);
   vxrt_status st = vxrt_cuda_push(dev);
-  if (st) {
-    free(image);
-    return st;
-  }
-  vxcu_result r = dev->cu.cuModuleLoadDataEx(&pol->mod, image, 4, opts, vals);
-  free(image);
-  if (r) {
-    pol->mod = NULL;
+  if (!st) {
+    if (!load_cached(pol, key)) st = jit_ptx(pol, t, image, key);
     vxrt_cuda_pop(dev);
-    vxrt_cuda_fail(dev, VXRT_ERR_LOAD, "cuModuleLoadDataEx", r);
-    return vxrt_fail(VXRT_ERR_LOAD, "PTX of target %s failed to load: %s%s%.3000s", t->name,
-                     vxrt_last_error(), elog[0] ? "\n" : "", elog);
   }
-  for (int i = 0; i < pol->man->nkernels; i++) {
-    const art_kernel *k = &pol->man->kernels[i];
-    vxcu_function fn = NULL;
-    r = dev->cu.cuModuleGetFunction(&fn, pol->mod, k->entry);
-    if (r) {
-      vxrt_cuda_pop(dev);
-      return vxrt_fail(VXRT_ERR_LOAD, "PTX of target %s has no kernel '%s' (kernel %s)",
-                       t->name, k->entry, k->name);
-    }
-    pol->handles[i] = fn;
-  }
-  vxrt_cuda_pop(dev);
-  return VXRT_OK;
+  free(image);
+  return st;
 }
 
 /* ------------------------------------------------------------------ public API */
@@ -358,9 +410,11 @@ vxrt_status vxrt_policy_load(vxrt_device *dev, const void *bytes, size_t len,
   if (!pol->values || !pol->handles)
     st = vxrt_fail(VXRT_ERR_OUT_OF_MEMORY, "out of memory loading a policy");
   if (!st) st = choose_target(dev, m, &pol->target);
+  if (!st) pol->host = pol->target;
+  if (!st && pol->target->kind == ART_PTX) st = choose_host(dev, m, &pol->host);
   if (!st) st = apply_overrides(pol, ovr, novr);
-  if (!st) st = pol->target->kind == ART_HOST_SO ? load_host(pol, pol->target)
-                                                 : load_ptx(pol, pol->target);
+  if (!st) st = load_host(pol, pol->host);
+  if (!st && pol->target->kind == ART_PTX) st = load_ptx(pol, pol->target);
   if (st) {
     policy_release(pol);
     return st;
@@ -420,6 +474,31 @@ vxrt_status vxrt_policy_load_file(vxrt_device *dev, const char *path,
 }
 
 const art_manifest *vxrt_policy_manifest(const vxrt_policy *pol) { return pol->man; }
+const art_target *vxrt_policy_ptx(const vxrt_policy *pol) {
+  return pol->target->kind == ART_PTX ? pol->target : NULL;
+}
+
+vxrt_status vxrt_policy_gpu_function(const vxrt_policy *pol, const char *kind, const char *shape,
+                                     vxcu_function *fn) {
+  const art_target *t = vxrt_policy_ptx(pol);
+  *fn = NULL;
+  int listed = 0;
+  for (int i = 0; t && i < t->ngpu_kernels; i++) listed |= strcmp(t->gpu_kernels[i], kind) == 0;
+  if (!listed) return VXRT_OK;
+  char entry[128];
+  snprintf(entry, sizeof entry, "vxg_%s__%s", kind, shape);
+  vxrt_status st = vxrt_cuda_push(pol->dev);
+  if (st) return st;
+  vxcu_result r = pol->dev->cu.cuModuleGetFunction(fn, pol->mod, entry);
+  vxrt_cuda_pop(pol->dev);
+  if (r) {
+    *fn = NULL;
+    return vxrt_fail(VXRT_ERR_LOAD,
+                     "PTX of target %s lists GPU kernel '%s' and shape %s but has no entry '%s'",
+                     t->name, kind, shape, entry);
+  }
+  return VXRT_OK;
+}
 const double *vxrt_policy_values(const vxrt_policy *pol) { return pol->values; }
 const char *vxrt_policy_dir(const vxrt_policy *pol) { return pol->dir; }
 vxrt_device *vxrt_policy_device(const vxrt_policy *pol) { return pol->dev; }

@@ -1,23 +1,14 @@
-/* run.c - running a loaded policy over a KV cache (the vxrt_state_* / vxrt_prefill /
- * vxrt_summarise / vxrt_select / vxrt_attend calls of vxrt.h). Turns the manifest into the
- * executor's description (exec.h) and each call into an exec_* call on the row's page table.
- * CPU devices only: the GPU path launches PTX kernels and comes with the NVPTX backend. */
+/* run.c - running a loaded policy over a KV cache: the vxrt_state_* / vxrt_prefill /
+ * vxrt_summarise / vxrt_select / vxrt_attend calls of vxrt.h, one (row, layer) per call.
+ * Turns the manifest into the executor's description (exec.h). On the CPU each call is an
+ * exec_* call on the row's page table. On CUDA the state's fields live on the device
+ * (gpu.c) and each call is a batch of one (batch.c) followed by a synchronisation, with q,
+ * out and lse copied through device scratch: the reference and debugging path beside the
+ * batched calls. Never prints or exits. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "exec_manifest.h"
-#include "vxrt_internal.h"
-
-struct vxrt_state {
-  vxrt_policy *pol;
-  vxrt_cache *cache;
-  vxrt_cache_info info;
-  exec_desc desc;
-  exec_state *ex;
-  int32_t *pages;      /* one row's page table, refreshed per call */
-  int selected_row, selected_layer, selected_len; /* what the last vxrt_select was for */
-  int64_t *prefilled;  /* [row][layer]: prefill length, -1 before vxrt_prefill */
-};
+#include "state.h"
 
 /* The executor's description, with the kernel handles the policy resolved at load. */
 static int describe(vxrt_state *st) {
@@ -39,6 +30,7 @@ static int describe(vxrt_state *st) {
 vxrt_status vxrt_state_free(vxrt_state *st) {
   if (!st)
     return VXRT_OK;
+  vxrt_gpu_free(st);
   exec_destroy(st->ex);
   exec_desc_free(&st->desc);
   free(st->pages);
@@ -53,23 +45,24 @@ vxrt_status vxrt_state_create(vxrt_policy *pol, vxrt_cache *cache, int query_hea
   *out = NULL;
   if (!pol || !cache || query_heads < 1)
     return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_state_create: NULL policy or cache, or query_heads < 1");
-  vxrt_device_info dev;
-  vxrt_device_get_info(vxrt_policy_device(pol), &dev);
-  if (dev.kind != VXRT_CPU)
-    return vxrt_fail(VXRT_ERR_UNSUPPORTED, "running policies on %s is not implemented yet; use the CPU device",
-                     dev.name);
   vxrt_state *st = calloc(1, sizeof *st);
   if (!st)
     return vxrt_fail(VXRT_ERR_OUT_OF_MEMORY, "out of memory");
   st->pol = pol;
+  st->dev = vxrt_policy_device(pol);
   st->cache = cache;
+  st->G = query_heads;
+  int cuda = st->dev->info.kind == VXRT_CUDA;
   vxrt_status s = vxrt_cache_get_info(cache, &st->info);
+  if (!s && vxrt_cache_device(cache) != st->dev)
+    s = vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_state_create: the policy and the cache were made on "
+                                        "different devices");
   const vxrt_cache_desc *d = &st->info.desc;
-  if (!s && d->kv_dtype == VXRT_FP8E4M3)
+  if (!s && !cuda && d->kv_dtype == VXRT_FP8E4M3)
     s = vxrt_fail(VXRT_ERR_UNSUPPORTED, "the CPU backend reads f32, f16 and bf16 caches, not fp8");
   if (!s && !describe(st))
     s = vxrt_fail(VXRT_ERR_OUT_OF_MEMORY, "out of memory");
-  if (!s && !st->desc.pol.k.attend)
+  if (!s && !cuda && !st->desc.pol.k.attend)
     s = vxrt_fail(VXRT_ERR_LOAD, "the policy has no attend kernel");
   st->pages = calloc((size_t)d->max_row_pages + 1, sizeof(int32_t));
   st->prefilled = malloc(sizeof(int64_t) * (size_t)d->max_rows * (size_t)d->layers);
@@ -79,13 +72,17 @@ vxrt_status vxrt_state_create(vxrt_policy *pol, vxrt_cache *cache, int query_hea
     for (size_t i = 0; i < (size_t)d->max_rows * (size_t)d->layers; i++)
       st->prefilled[i] = -1;
     st->selected_row = -1;
-    exec_shape shape = {d->layers, d->kv_heads, d->head_dim, query_heads, d->page_size,
-                        d->max_pages, d->max_rows, d->max_row_pages};
+    /* On CUDA the host-side executor only checks requires and makes consts and scalars:
+     * one page, one row, one layer of it are enough. */
+    exec_shape shape = {cuda ? 1 : d->layers, d->kv_heads, d->head_dim, query_heads, d->page_size,
+                        cuda ? 1 : d->max_pages, cuda ? 1 : d->max_rows, cuda ? 1 : d->max_row_pages};
     char err[512];
     st->ex = exec_create(&st->desc.pol, &shape, err, sizeof err);
     if (!st->ex)
       s = vxrt_fail(VXRT_ERR_PARAM, "policy %s: %s", vxrt_policy_manifest(pol)->policy, err);
   }
+  if (!s && cuda)
+    s = vxrt_gpu_create(st);
   if (s) {
     vxrt_state_free(st);
     return s;
@@ -137,13 +134,88 @@ static vxrt_status exec_result(int ok, const char *err) {
   return ok ? VXRT_OK : vxrt_fail(VXRT_ERR_INVALID_ARG, "%s", err);
 }
 
+/* ---- CUDA: each call a batch of one on the legacy default stream, then a synchronisation */
+
+/* Waits for the device; asynchronous kernel errors surface here. */
+static vxrt_status cuda_sync(vxrt_state *st) {
+  vxrt_status s = vxrt_cuda_push(st->dev);
+  if (s)
+    return s;
+  vxcu_result r = st->dev->cu.cuCtxSynchronize();
+  vxrt_cuda_pop(st->dev);
+  return r ? vxrt_cuda_fail(st->dev, VXRT_ERR_DEVICE, "cuCtxSynchronize (a kernel failed)", r) : VXRT_OK;
+}
+
+/* The batch of one at the row's length, and the launch arguments of `layer`. */
+static vxrt_status cuda_stage(vxrt_state *st, int row, int layer, const exec_kv *kv, vxrt_stream *s0,
+                              vxk_gpu_args *a) {
+  *s0 = (vxrt_stream){st->dev, NULL, 0};
+  vxrt_status s = vxrt_batch_stage_row(st->gpu->one, row, kv->len, kv->prefill_len, s0);
+  if (!s)
+    vxrt_batch_args(st->gpu->one, layer, a);
+  return s;
+}
+
+/* Summarise kernel over tokens [first, len) of one row, then a sync. */
+static vxrt_status cuda_summarise(vxrt_state *st, int row, int layer, const exec_kv *kv, int64_t first) {
+  vxrt_stream s0;
+  vxk_gpu_args a;
+  vxrt_status s = cuda_stage(st, row, layer, kv, &s0, &a);
+  if (s)
+    return s;
+  a.slot[VXK_GPU_FIRST_TOKEN] = (uint64_t)first;
+  s = vxrt_gpu_launch(st, VXRT_GPU_summarise, (unsigned)st->info.desc.max_row_pages,
+                      (unsigned)st->info.desc.kv_heads, VXK_GPU_SMALL_THREADS, &a, NULL);
+  return s ? s : cuda_sync(st);
+}
+
+static vxrt_status cuda_select(vxrt_state *st, int row, int layer, const exec_kv *kv, const float *q,
+                               uint8_t *selected) {
+  vxrt_stream s0;
+  vxk_gpu_args a;
+  vxrt_gpu *g = st->gpu;
+  size_t hgd = (size_t)st->info.desc.kv_heads * (size_t)st->G * (size_t)st->info.desc.head_dim;
+  vxrt_status s = cuda_stage(st, row, layer, kv, &s0, &a);
+  if (!s)
+    s = vxrt_mem_write(st->dev, g->q, q, sizeof(float) * hgd);
+  if (!s)
+    s = vxrt_decode_select(g->one, layer, (vxrt_dbuf){g->q, VXRT_F32}, &s0);
+  if (!s)
+    s = selected ? vxrt_batch_read_selection(g->one, 0, selected) : cuda_sync(st);
+  return s;
+}
+
+static vxrt_status cuda_attend(vxrt_state *st, int row, int layer, const exec_kv *kv, const float *q, float *out,
+                               float *lse) {
+  vxrt_stream s0;
+  vxk_gpu_args a;
+  vxrt_gpu *g = st->gpu;
+  size_t hg = (size_t)st->info.desc.kv_heads * (size_t)st->G, hgd = hg * (size_t)st->info.desc.head_dim;
+  vxrt_status s = cuda_stage(st, row, layer, kv, &s0, &a);
+  if (!s)
+    s = vxrt_mem_write(st->dev, g->q, q, sizeof(float) * hgd);
+  if (!s)
+    s = vxrt_decode_attend(g->one, layer, (vxrt_dbuf){g->q, VXRT_F32}, (vxrt_dbuf){g->out, VXRT_F32},
+                           (vxrt_dbuf){g->lse, VXRT_F32}, &s0);
+  if (!s)
+    s = cuda_sync(st);
+  if (!s)
+    s = vxrt_mem_read(st->dev, out, g->out, sizeof(float) * hgd);
+  if (!s)
+    s = vxrt_mem_read(st->dev, lse, g->lse, sizeof(float) * hg);
+  return s;
+}
+
 vxrt_status vxrt_prefill(vxrt_state *st, int row, int layer) {
   exec_kv kv;
   vxrt_status s = row_view(st, row, layer, &kv, "vxrt_prefill");
   if (s)
     return s;
   char err[512];
-  s = exec_result(exec_prefill(st->ex, row, layer, &kv, err, sizeof err), err);
+  if (st->gpu)
+    s = cuda_summarise(st, row, layer, &kv, 0);
+  else
+    s = exec_result(exec_prefill(st->ex, row, layer, &kv, err, sizeof err), err);
   if (!s)
     *prefill_of(st, row, layer) = kv.len;
   return s;
@@ -155,7 +227,12 @@ vxrt_status vxrt_summarise(vxrt_state *st, int row, int layer, int64_t first_tok
   if (s)
     return s;
   char err[512];
-  return exec_result(exec_append(st->ex, row, layer, &kv, (int)first_token, err, sizeof err), err);
+  if (!st->gpu)
+    return exec_result(exec_append(st->ex, row, layer, &kv, (int)first_token, err, sizeof err), err);
+  if (first_token < 0 || first_token >= kv.len)
+    return vxrt_fail(VXRT_ERR_INVALID_ARG, "first new token %lld is outside the row of %d tokens",
+                     (long long)first_token, kv.len);
+  return cuda_summarise(st, row, layer, &kv, first_token);
 }
 
 vxrt_status vxrt_select(vxrt_state *st, int row, int layer, const float *q, uint8_t *selected) {
@@ -166,7 +243,8 @@ vxrt_status vxrt_select(vxrt_state *st, int row, int layer, const float *q, uint
   if (!q)
     return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_select: q is NULL");
   char err[512];
-  s = exec_result(exec_select(st->ex, row, layer, &kv, q, selected, err, sizeof err), err);
+  s = st->gpu ? cuda_select(st, row, layer, &kv, q, selected)
+              : exec_result(exec_select(st->ex, row, layer, &kv, q, selected, err, sizeof err), err);
   st->selected_row = s ? -1 : row;
   st->selected_layer = layer;
   st->selected_len = kv.len;
@@ -187,5 +265,7 @@ vxrt_status vxrt_attend(vxrt_state *st, int row, int layer, const float *q, floa
                      "vxrt_select for it just before",
                      row, layer, kv.len);
   char err[512];
+  if (st->gpu)
+    return cuda_attend(st, row, layer, &kv, q, out, lse);
   return exec_result(exec_attend(st->ex, row, layer, &kv, q, out, lse, err, sizeof err), err);
 }

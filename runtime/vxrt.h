@@ -3,7 +3,9 @@
  * Sits between a serving engine (vx-serve, or anyone's engine through the C ABI) and the
  * compiled policies that vxc writes. It opens devices (CPU, CUDA through a dlopen'ed
  * driver), loads and validates compiled-policy artifacts, owns the paged KV cache, and runs
- * policies over it (prefill, summarise, select, attend; on the CPU for now).
+ * policies over it: per row (prefill, summarise, select, attend) and batched (a batch of
+ * rows decoded together per layer on a stream, capturable in a CUDA graph), on the CPU and
+ * on CUDA GPUs with the kernels the artifact carries.
  *
  * Rules every function here follows: it returns a vxrt_status (VXRT_OK = 0) and, on failure,
  * leaves a message for vxrt_last_error() in the calling thread; it never prints and never
@@ -135,14 +137,18 @@ typedef enum vxrt_kernel_kind {
 typedef struct vxrt_kernel_info {
   const char *name;
   vxrt_kernel_kind kind;
-  const char *entry;   /* symbol name in the code section */
-  void *handle;        /* CPU: the host function's address; CUDA: its CUfunction */
+  const char *entry;   /* symbol name in the host code section */
+  void *handle;        /* the host function's address (on CUDA devices too: the manifest's
+                          kernels are host code; GPU kernels are resolved per cache shape) */
 } vxrt_kernel_info;
 
 /* Loads a compiled policy from memory (the bytes are copied; the caller keeps ownership).
  * Validates the whole artifact (magic, version, manifest, bounds, checksums), picks the code
- * section for `dev` (host-so for the CPU, PTX for CUDA), loads it, resolves every kernel's
- * entry, and applies the `novr` overrides (ovr may be NULL when novr is 0). */
+ * sections for `dev` and loads them, resolves every kernel's entry, and applies the `novr`
+ * overrides (ovr may be NULL when novr is 0). The CPU loads the host-so for this machine. A
+ * CUDA device loads the PTX for its sm (or the newest older one; compiled by the driver, or
+ * taken from the compiled-kernel cache, docs/runtime.md section 8) and also the host-so,
+ * whose const, scalars and require kernels run on the host. */
 VXRT_API vxrt_status vxrt_policy_load(vxrt_device *dev, const void *bytes, size_t len,
                                       const vxrt_param_override *ovr, int novr,
                                       vxrt_policy **out);
@@ -242,10 +248,12 @@ VXRT_API vxrt_status vxrt_read_kv(const vxrt_cache *cache, int row, int layer, i
 /* ---------------------------------------------------------------- running a policy */
 
 /* A policy's state beside one cache: its page and token fields (pools shaped like the KV
- * pools), row state, consts and scratch, all allocated here. query_heads is G, the query
- * heads that share a KV head. The policy's `require`s are checked against the cache's shape
- * (VXRT_ERR_PARAM with the reason). CPU devices only for now (VXRT_ERR_UNSUPPORTED). The
- * policy and the cache must outlive the state. */
+ * pools), row state, consts and scratch, all allocated here, on the cache's device. query_heads
+ * is G, the query heads that share a KV head. The policy's `require`s are checked against the
+ * cache's shape (VXRT_ERR_PARAM with the reason). On CUDA the consts and load-time scalars are
+ * computed on the host and uploaded, and the artifact must have GPU kernels for the cache's
+ * shape (D, G, P, kv dtype): VXRT_ERR_UNSUPPORTED names the shape and lists the artifact's.
+ * The policy and the cache must outlive the state. */
 typedef struct vxrt_state vxrt_state;
 VXRT_API vxrt_status vxrt_state_create(vxrt_policy *pol, vxrt_cache *cache, int query_heads,
                                        vxrt_state **out);
@@ -265,9 +273,115 @@ VXRT_API vxrt_status vxrt_summarise(vxrt_state *st, int row, int layer, int64_t 
 VXRT_API vxrt_status vxrt_select(vxrt_state *st, int row, int layer, const float *q,
                                  uint8_t *selected);
 /* Attention over the last selection with the policy's logit modifiers, then its state
- * updates: out is [kv_heads][G][D], lse [kv_heads][G] (natural log). */
+ * updates: out is [kv_heads][G][D], lse [kv_heads][G] (natural log).
+ * On CUDA these per-row calls run as a batch of one followed by a synchronisation, with q,
+ * out, lse and the selection copied through host memory: the reference and debugging path. */
 VXRT_API vxrt_status vxrt_attend(vxrt_state *st, int row, int layer, const float *q,
                                  float *out, float *lse);
+
+/* ---------------------------------------------------------------- streams and buffers */
+
+/* An ordered queue of device work. On CUDA a CUstream (libvxrt's own, or an engine's that it
+ * wraps, so the whole model shares one); on the CPU every call runs to completion before it
+ * returns and a stream only keeps the code path the same. Errors of asynchronous work
+ * surface at vxrt_stream_sync (VXRT_ERR_DEVICE with the driver's error). */
+typedef struct vxrt_stream vxrt_stream;
+VXRT_API vxrt_status vxrt_stream_create(vxrt_device *dev, vxrt_stream **out);
+/* custream is a CUstream of the device's context (NULL = the legacy default stream); it is
+ * not destroyed by vxrt_stream_free. The CPU accepts only NULL. */
+VXRT_API vxrt_status vxrt_stream_wrap(vxrt_device *dev, void *custream, vxrt_stream **out);
+VXRT_API vxrt_status vxrt_stream_sync(vxrt_stream *s);
+/* NULL is accepted and does nothing. */
+VXRT_API vxrt_status vxrt_stream_free(vxrt_stream *s);
+
+/* A buffer in device memory as the batched calls take it: a device address (CUdeviceptr on
+ * CUDA; on the CPU, a host pointer's value) and its element type (VXRT_F32 or VXRT_BF16;
+ * lse is always f32). addr 0 is "none" where a buffer is optional. */
+typedef struct vxrt_dbuf {
+  uint64_t addr;
+  vxrt_dtype dtype;
+} vxrt_dbuf;
+
+/* Device memory for tests and engines without an allocator of their own: cuMemAlloc on CUDA,
+ * 64-byte aligned host memory on the CPU. Freed with vxrt_buffer_free (addr 0 does nothing);
+ * a live buffer keeps its device open. Copies are synchronous with the host and ordered after
+ * work already queued on blocking streams (libvxrt's own streams are blocking). */
+VXRT_API vxrt_status vxrt_buffer_alloc(vxrt_device *dev, size_t bytes, uint64_t *addr);
+VXRT_API vxrt_status vxrt_buffer_free(vxrt_device *dev, uint64_t addr);
+VXRT_API vxrt_status vxrt_buffer_upload(vxrt_device *dev, uint64_t dst, const void *src,
+                                        size_t bytes);
+VXRT_API vxrt_status vxrt_buffer_download(vxrt_device *dev, void *dst, uint64_t src,
+                                          size_t bytes);
+
+/* ---------------------------------------------------------------- batched decode */
+
+/* A batch: up to max_slots cache rows (requests) decoded together, one call per layer for
+ * all of them. Everything a step needs is preallocated here (device page-table mirror,
+ * lengths, selections, split-KV partials, counters, pinned staging), so the calls between
+ * vxrt_batch_prepare and vxrt_batch_commit never allocate and can be captured in a CUDA
+ * graph. A step of a decoder with L layers:
+ *
+ *   vxrt_batch_prepare(b, 1, s);                       host: pages, lengths, upload
+ *   for layer in 0..L-1:
+ *     vxrt_decode_append(b, layer, k, v, s);           the new token's K/V and fields
+ *     vxrt_decode_select(b, layer, q, s);              scores, keeps, top-k
+ *     vxrt_decode_attend(b, layer, q, out, lse, s);    attention over the selection
+ *   vxrt_batch_commit(b);                              host: lengths += 1
+ *
+ * Layouts, with nslots rows set by vxrt_batch_set_rows: q and out [nslots][kv_heads][G][D],
+ * k and v [nslots][kv_heads][D], lse f32 [nslots][kv_heads][G]. Slot i is cache_rows[i].
+ * Rows of a batch must have been prefilled (vxrt_prefill) in every layer, with every layer
+ * at the same length. Between prepare and commit the batch's rows belong to it: no per-row
+ * append on them. On the CPU the same calls run the per-row executor for each slot, with
+ * results equal to the per-row calls. The state must outlive its batches. */
+typedef struct vxrt_batch vxrt_batch;
+/* VXRT_ERR_OUT_OF_MEMORY names the sizes asked for. */
+VXRT_API vxrt_status vxrt_batch_create(vxrt_state *st, int max_slots, vxrt_batch **out);
+/* NULL is accepted and does nothing. */
+VXRT_API vxrt_status vxrt_batch_free(vxrt_batch *b);
+/* Host: the rows of the next steps (n <= max_slots, each open and at most once).
+ * VXRT_ERR_STATE names a row that is not open. Not between prepare and commit. */
+VXRT_API vxrt_status vxrt_batch_set_rows(vxrt_batch *b, const int *cache_rows, int n);
+/* Host, once per step, before the step's launches (and outside any capture): reserves pages
+ * in the cache for `ntokens` more tokens per row (all layers share a page table), writes the
+ * lengths (with the new tokens) and the page-table entries that changed to pinned staging,
+ * and queues their upload on s. Waits until the previous step's upload has left staging.
+ * ntokens may be 0 (a step over the current tokens); vxrt_decode_append needs 1. */
+VXRT_API vxrt_status vxrt_batch_prepare(vxrt_batch *b, int ntokens, vxrt_stream *s);
+/* Device: writes each row's new K and V (the step's token) into the cache and updates the
+ * policy's fields of that token and page. Needed for every policy, dense included. */
+VXRT_API vxrt_status vxrt_decode_append(vxrt_batch *b, int layer, vxrt_dbuf k, vxrt_dbuf v,
+                                        vxrt_stream *s);
+/* Device: the selection of this step for `layer` (keeps, scores, top-k / where). Policies
+ * that attend to everything launch nothing. Must precede vxrt_decode_attend of the layer. */
+VXRT_API vxrt_status vxrt_decode_select(vxrt_batch *b, int layer, vxrt_dbuf q,
+                                        vxrt_stream *s);
+/* Device: attention over the selection with the policy's logit modifiers; out in f32 or
+ * bf16, lse f32 (addr 0: not wanted). VXRT_ERR_STATE if the layer's select of this step
+ * has not been queued. */
+VXRT_API vxrt_status vxrt_decode_attend(vxrt_batch *b, int layer, vxrt_dbuf q, vxrt_dbuf out,
+                                        vxrt_dbuf lse, vxrt_stream *s);
+/* Host: the step's tokens become part of the rows (lengths += ntokens in every layer). */
+VXRT_API vxrt_status vxrt_batch_commit(vxrt_batch *b);
+/* Debugging: the selection of one slot from the layer's last vxrt_decode_select, as
+ * vxrt_select writes it ([kv_heads][G][max_row_pages * P] bytes, 1 = attended); waits for
+ * the device. */
+VXRT_API vxrt_status vxrt_batch_read_selection(vxrt_batch *b, int slot, uint8_t *selected);
+
+/* ---------------------------------------------------------------- CUDA graphs */
+
+/* One captured sequence of batched calls (typically a decode step's launches for every
+ * layer), replayed with one launch. Capture the calls between vxrt_batch_prepare and
+ * vxrt_batch_commit; each replay reads the lengths and page tables that the latest
+ * prepare uploaded, so the step is: prepare, vxrt_graph_launch, commit. Kernel launch
+ * shapes (the split-KV chunk count) are fixed at capture: capture again when the batch's
+ * rows change. CUDA only (VXRT_ERR_UNSUPPORTED on the CPU). */
+typedef struct vxrt_graph vxrt_graph;
+VXRT_API vxrt_status vxrt_graph_begin(vxrt_stream *s);
+VXRT_API vxrt_status vxrt_graph_end(vxrt_stream *s, vxrt_graph **out);
+VXRT_API vxrt_status vxrt_graph_launch(vxrt_graph *g, vxrt_stream *s);
+/* NULL is accepted and does nothing. */
+VXRT_API vxrt_status vxrt_graph_free(vxrt_graph *g);
 
 /* ---------------------------------------------------------------- element types */
 

@@ -52,6 +52,33 @@ void *vxrt_policy_kernel(const vxrt_policy *pol, art_kernel_kind kind);
 const char *vxrt_policy_dir(const vxrt_policy *pol);
 vxrt_device *vxrt_policy_device(const vxrt_policy *pol);
 
+/* CUDA devices: the PTX section loaded (NULL on the CPU), and the GPU entry
+ * "vxg_<kind>__<shape>" of its module. *fn is NULL (and VXRT_OK) when the section does not
+ * list the kind in gpu_kernels; VXRT_ERR_LOAD when it does but the module lacks the entry. */
+const art_target *vxrt_policy_ptx(const vxrt_policy *pol);
+vxrt_status vxrt_policy_gpu_function(const vxrt_policy *pol, const char *kind, const char *shape,
+                                     vxcu_function *fn);
+
+/* The cache, for batches (batch.c). A row's page table (npages entries); pages for `tokens`
+ * tokens in the row (taking and zeroing pages as vxrt_append does; VXRT_ERR_POOL_FULL
+ * changes nothing); K/V of tokens [pos, pos + n) of one layer written from f32 within the
+ * reserved pages without changing the length; every layer's length += n. */
+vxrt_device *vxrt_cache_device(const vxrt_cache *c);
+vxrt_status vxrt_cache_row_check(const vxrt_cache *c, int row, const char *fn);
+const int32_t *vxrt_cache_table(const vxrt_cache *c, int row, int *npages);
+vxrt_status vxrt_cache_reserve(vxrt_cache *c, int row, int64_t tokens);
+vxrt_status vxrt_cache_write(vxrt_cache *c, int row, int layer, int64_t pos, const float *k,
+                             const float *v, int ntokens);
+void vxrt_cache_advance(vxrt_cache *c, int row, int ntokens);
+
+/* A stream: on CUDA the CUstream (NULL = the legacy default stream) and whether libvxrt
+ * created it; on the CPU nothing but its device. */
+struct vxrt_stream {
+  vxrt_device *dev;
+  vxcu_stream s;
+  int owned;
+};
+
 /* The code target of the machine the runtime runs on ("x86_64-linux"). */
 const char *vxrt_host_target(void);
 
