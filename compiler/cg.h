@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../runtime/vxk_gpu.h"
 #include "diag.h"
 #include "vir.h"
 
@@ -25,5 +26,43 @@ bool cg_host_compile(const VirModule *m, Diags *diags, Span where, int level, bo
 void cg_host_result_free(CgHostResult *r);
 /* The target name host code is compiled for ("x86_64-linux"). */
 const char *cg_host_target(void);
+
+/* ---- the GPU target (cg_nvptx.c) ---- */
+
+/* A shape the GPU kernels are specialised on: head dim, query heads per KV head, page size
+ * and the KV cache's dtype (VXK_GPU_F32, _F16 or _BF16). */
+typedef struct CgShape {
+  int D, G, P, kv;
+} CgShape;
+
+/* The GPU kernel kinds (runtime/vxk_gpu.h), as bits of CgPtxResult.kernels. */
+typedef enum CgGpuKernel {
+#define CG_GPU_KIND(k) CG_GPU_##k,
+  VXK_GPU_KERNELS(CG_GPU_KIND)
+#undef CG_GPU_KIND
+  CG_GPU_NKERNELS
+} CgGpuKernel;
+
+typedef struct CgPtxResult {
+  char *ptx;        /* NUL-terminated PTX (or LLVM IR text when asked for), malloc'd */
+  size_t len;       /* bytes, the NUL included */
+  unsigned kernels; /* bit k: the module exports kernel kind k for every shape */
+  double ms;        /* VIR to PTX */
+} CgPtxResult;
+
+/* Compiles m's GPU kernels for one sm ("sm_90") and each shape into one PTX module.
+ * With llvm_only, returns the optimised LLVM IR text instead. */
+bool cg_nvptx_compile(const VirModule *m, Diags *diags, Span where, const char *sm, const CgShape *shapes,
+                      int nshapes, bool llvm_only, CgPtxResult *out);
+void cg_ptx_result_free(CgPtxResult *r);
+/* The kernel kinds m needs on the GPU (bits of CgGpuKernel). */
+unsigned cg_nvptx_kernels(const VirModule *m);
+const char *cg_nvptx_kernel_name(int kind);
+/* Parses "D=128,G=4,P=16,kv=bf16" (every key once, any order); false with a message. */
+bool cg_shape_parse(const char *text, CgShape *out, char *err, size_t errlen);
+/* The shapes compiled when none are given: D 64, 128 x G 1, 4, 8 x P 16 x bf16, f32. */
+int cg_default_shapes(CgShape *out, int cap);
+/* "d128g4p16_bf16" */
+void cg_shape_name(const CgShape *s, char *buf, size_t n);
 
 #endif

@@ -16,7 +16,8 @@ typedef struct Pack {
   art_kernel kernels[9];
   art_keep *keeps;
   art_select *selects;
-  art_target target;
+  art_target targets[1 + 8];
+  const char *gpu_kernels[CG_GPU_NKERNELS];
   char hash[17];
 } Pack;
 
@@ -90,6 +91,20 @@ static void pack_selection(Pack *p, const VirModule *m) {
   p->m.nrequires = m->nrequires;
 }
 
+/* One PTX section per sm; every section lists the same kernel kinds for each of its shapes. */
+static void pack_ptx(Pack *p, const PkgPtx *ptx, int nptx) {
+  for (int i = 0; i < nptx && p->m.ntargets < (int)(sizeof p->targets / sizeof p->targets[0]); i++) {
+    int nk = 0;
+    for (int k = 0; k < CG_GPU_NKERNELS; k++)
+      if (ptx[i].ptx->kernels & (1u << k))
+        p->gpu_kernels[nk++] = cg_nvptx_kernel_name(k);
+    p->targets[p->m.ntargets++] = (art_target){.name = ptx[i].sm, .kind = ART_PTX, .size = ptx[i].ptx->len,
+                                               .data = (const unsigned char *)ptx[i].ptx->ptx,
+                                               .nshapes = ptx[i].nshapes, .shapes = ptx[i].shapes,
+                                               .ngpu_kernels = nk, .gpu_kernels = p->gpu_kernels};
+  }
+}
+
 static bool pack(Pack *p, const VirModule *m, const Source *src, const CgHostResult *host) {
   memset(p, 0, sizeof *p);
   p->params = calloc((size_t)m->nparams + 1, sizeof *p->params);
@@ -113,9 +128,9 @@ static bool pack(Pack *p, const VirModule *m, const Source *src, const CgHostRes
   pack_selection(p, m);
   p->m.keeps = p->keeps;
   p->m.selects = p->selects;
-  p->target = (art_target){.name = cg_host_target(), .kind = ART_HOST_SO, .size = host->so_len, .data = host->so};
+  p->targets[0] = (art_target){.name = cg_host_target(), .kind = ART_HOST_SO, .size = host->so_len, .data = host->so};
   p->m.ntargets = 1;
-  p->m.targets = &p->target;
+  p->m.targets = p->targets;
   return true;
 }
 
@@ -145,15 +160,17 @@ bool pkg_fits(const VirModule *m, Diags *diags, Span where) {
   return false;
 }
 
-/* Packs m; writes to path when it is not NULL, else into *out. */
-static bool emit(const VirModule *m, const Source *src, const CgHostResult *host, const char *path,
-                 unsigned char **out, size_t *outlen, Diags *diags, Span where) {
+bool pkg_emit(const VirModule *m, const Source *src, const CgHostResult *host, const PkgPtx *ptx, int nptx,
+              const char *path, unsigned char **out, size_t *outlen, Diags *diags, Span where) {
   if (!pkg_fits(m, diags, where))
     return false;
   Pack p;
   art_error e = {0};
   art_code c = ART_ENOMEM;
-  if (pack(&p, m, src, host))
+  bool packed = pack(&p, m, src, host);
+  if (packed)
+    pack_ptx(&p, ptx, nptx);
+  if (packed)
     c = path ? art_write_file(&p.m, path, &e) : art_write(&p.m, out, outlen, &e);
   if (c == ART_ENOMEM && !e.msg[0])
     strcpy(e.msg, "out of memory");
@@ -163,10 +180,10 @@ static bool emit(const VirModule *m, const Source *src, const CgHostResult *host
 
 bool pkg_build(const VirModule *m, const Source *src, const CgHostResult *host, unsigned char **out,
                size_t *outlen, Diags *diags, Span where) {
-  return emit(m, src, host, NULL, out, outlen, diags, where);
+  return pkg_emit(m, src, host, NULL, 0, NULL, out, outlen, diags, where);
 }
 
 bool pkg_write(const VirModule *m, const Source *src, const CgHostResult *host, const char *path,
                Diags *diags, Span where) {
-  return emit(m, src, host, path, NULL, NULL, diags, where);
+  return pkg_emit(m, src, host, NULL, 0, path, NULL, NULL, diags, where);
 }

@@ -14,6 +14,18 @@
 /* Whether m fits the artifact format's limits; reports why not. Cheap: call it before code
  * generation. */
 bool pkg_fits(const VirModule *m, Diags *diags, Span where);
+/* PTX for one sm, beside the host code: its shapes' names ("d128g4p16_bf16"). */
+typedef struct PkgPtx {
+  const char *sm;
+  const CgPtxResult *ptx;
+  const char *const *shapes;
+  int nshapes;
+} PkgPtx;
+
+/* Writes the artifact with host code and nptx PTX sections to path (atomically); path NULL
+ * writes into *out / *outlen instead. */
+bool pkg_emit(const VirModule *m, const Source *src, const CgHostResult *host, const PkgPtx *ptx, int nptx,
+              const char *path, unsigned char **out, size_t *outlen, Diags *diags, Span where);
 /* Writes the artifact to path (atomically: path.tmp, then a rename). */
 bool pkg_write(const VirModule *m, const Source *src, const CgHostResult *host, const char *path,
                Diags *diags, Span where);
