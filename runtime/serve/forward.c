@@ -7,6 +7,7 @@
  * Never allocates after forward_scratch_init, never prints. */
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,6 +118,71 @@ void forward_qkv(const model *m, int l, const float *x, const int *pos, int n,
   }
 }
 
+/* e^x for the softmax, for -87 <= x <= 0 (the caller clamps: a separate loop, so that both
+ * vectorise): round(x / ln 2) split off Cody-Waite style, e^f by its degree-6 Taylor
+ * polynomial on |f| <= ln(2) / 2; relative error below 3e-7 (libm's expf is a scalar call). */
+static inline float exp_neg(float x) {
+  float t = x * 1.44269504f + 0.5f;
+  float fl = (float)(int)t;
+  fl -= fl > t ? 1.0f : 0.0f; /* floor(t) */
+  float f = x - fl * 0.693359375f + fl * 2.12194440e-4f;
+  float p = 1.0f / 720;
+  p = p * f + 1.0f / 120;
+  p = p * f + 1.0f / 24;
+  p = p * f + 1.0f / 6;
+  p = p * f + 0.5f;
+  p = p * f + 1.0f;
+  p = p * f + 1.0f;
+  uint32_t u = (uint32_t)((int)fl + 127) << 23;
+  float sc;
+  memcpy(&sc, &u, sizeof sc);
+  return p * sc;
+}
+
+enum { LANES = 16 };
+
+/* Softmax of r[0, valid) in place and zeros in r[valid, end). Partial maxima and sums per
+ * lane keep the loops vectorisable without reassociating floating point; built for AVX-512,
+ * AVX2 and baseline x86-64, picked at load time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void softmax_row(float *r, int valid, int end) {
+  float m[LANES], sm[LANES];
+  for (int k = 0; k < LANES; k++)
+    m[k] = -INFINITY;
+  int j = 0;
+  for (; j + LANES <= valid; j += LANES)
+    for (int k = 0; k < LANES; k++)
+      m[k] = r[j + k] > m[k] ? r[j + k] : m[k];
+  float mx = -INFINITY;
+  for (; j < valid; j++)
+    mx = r[j] > mx ? r[j] : mx;
+  for (int k = 0; k < LANES; k++)
+    mx = m[k] > mx ? m[k] : mx;
+  for (j = 0; j < valid; j++) {
+    float x = r[j] - mx;
+    r[j] = x < -87.0f ? -87.0f : x;
+  }
+  for (j = 0; j < valid; j++)
+    r[j] = exp_neg(r[j]);
+  for (int k = 0; k < LANES; k++)
+    sm[k] = 0;
+  for (j = 0; j + LANES <= valid; j += LANES)
+    for (int k = 0; k < LANES; k++)
+      sm[k] += r[j + k];
+  float sum = 0;
+  for (; j < valid; j++)
+    sum += r[j];
+  for (int k = 0; k < LANES; k++)
+    sum += sm[k];
+  float inv = 1.0f / sum;
+  for (j = 0; j < valid; j++)
+    r[j] *= inv;
+  for (; j < end; j++)
+    r[j] = 0;
+}
+
 void forward_prefill_attention(const model *m, const float *K, const float *V, int start, int n,
                                forward_scratch *s) {
   const model_config *c = &m->cfg;
@@ -128,21 +194,8 @@ void forward_prefill_attention(const model *m, const float *K, const float *V, i
     /* scores[i][j] = q_i . k_j / sqrt(D) for j < end, then causal mask and softmax */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, end, D, scale, s->q + (size_t)h * D,
                 H * D, K + (size_t)kh * D, kd, 0.0f, s->scores, end);
-    for (int i = 0; i < n; i++) {
-      float *r = s->scores + (size_t)i * end;
-      int valid = start + i + 1;
-      float mx = -INFINITY;
-      for (int j = 0; j < valid; j++)
-        mx = r[j] > mx ? r[j] : mx;
-      float sum = 0;
-      for (int j = 0; j < valid; j++)
-        sum += (r[j] = expf(r[j] - mx));
-      float inv = 1.0f / sum;
-      for (int j = 0; j < valid; j++)
-        r[j] *= inv;
-      for (int j = valid; j < end; j++)
-        r[j] = 0;
-    }
+    for (int i = 0; i < n; i++)
+      softmax_row(s->scores + (size_t)i * end, start + i + 1, end);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, D, end, 1.0f, s->scores, end,
                 V + (size_t)kh * D, kd, 0.0f, s->att + (size_t)h * D, H * D);
   }

@@ -38,7 +38,7 @@ void serve_opts_defaults(serve_opts *o) {
   o->page_size = 16;
   o->kv_dtype = VXRT_F32;
   o->batch = 4;
-  o->chunk = 256;
+  o->chunk = 512;
   o->seed = 1;
 }
 
@@ -177,7 +177,7 @@ static int compile_vx(const serve_opts *o, const char *src, char *out_path, size
     return -1;
   }
   close(fd);
-  char *args[] = {(char *)vxc, (char *)src, "-o", out_path, NULL};
+  char *args[] = {(char *)vxc, "-O2", (char *)src, "-o", out_path, NULL}; /* fast kernels */
   pid_t pid;
   int rc = posix_spawnp(&pid, vxc, NULL, NULL, args, environ), status = 0;
   if (rc != 0) {
@@ -416,7 +416,7 @@ static void generate_usage(FILE *f) {
           "  --param NAME=VALUE  override a policy parameter (repeatable)\n"
           "  --dense-layers L    layers kept dense: list (0,1), ranges (0-2), none, all\n"
           "                      (default 0)\n"
-          "  --page-size N (16)  --kv-dtype f32|f16|bf16 (f32)  --batch N (4)  --chunk N (256)\n"
+          "  --page-size N (16)  --kv-dtype f32|f16|bf16 (f32)  --batch N (4)  --chunk N (512)\n"
           "  --dense-policy P    the dense policy (default: stdlib dense)  --vxc PATH\n");
 }
 
