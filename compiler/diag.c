@@ -56,11 +56,13 @@ static Diagnostic *make(Diags *d, Severity sev, Span at, const char *code, const
   g->code = code;
   g->span = at;
   source_position(d->src, at.off, &g->line, &g->column);
-  int last = at.off + (at.len > 0 ? at.len : 1);
-  int eol = line_end(d->src, g->line);
-  if (last > eol + 1 && eol >= at.off)
-    last = eol + 1; /* a span over several lines is underlined to the end of its first */
-  g->end_column = g->column + (last - at.off);
+  if (at.len > 0) {
+    source_position(d->src, at.off + at.len - 1, &g->end_line, &g->end_column);
+    g->end_column++;
+  } else {
+    g->end_line = g->line;
+    g->end_column = g->column + 1;
+  }
   va_list copy;
   va_copy(copy, ap);
   int n = vsnprintf(NULL, 0, fmt, copy);
@@ -123,7 +125,9 @@ static void render_excerpt(const Source *s, const Diagnostic *g, FILE *out) {
   for (int i = start; i < start + g->column - 1; i++)
     fputc(s->text[i] == '\t' ? '\t' : ' ', out);
   fputc('^', out);
-  for (int i = g->column + 1; i < g->end_column; i++)
+  /* a span over several lines is underlined to the end of its first */
+  int last = g->end_line > g->line ? end - start + 2 : g->end_column;
+  for (int i = g->column + 1; i < last; i++)
     fputc('~', out);
   fputc('\n', out);
 }
@@ -143,6 +147,7 @@ static void render_json(const Source *s, const Diagnostic *g, FILE *out) {
   cJSON_AddStringToObject(o, "file", s->path);
   cJSON_AddNumberToObject(o, "line", g->line);
   cJSON_AddNumberToObject(o, "column", g->column);
+  cJSON_AddNumberToObject(o, "end_line", g->end_line);
   cJSON_AddNumberToObject(o, "end_column", g->end_column);
   cJSON_AddStringToObject(o, "severity", severity_text(g->severity));
   cJSON_AddStringToObject(o, "code", g->code);
@@ -155,6 +160,7 @@ static void render_json(const Source *s, const Diagnostic *g, FILE *out) {
       cJSON *j = cJSON_CreateObject();
       cJSON_AddNumberToObject(j, "line", n->line);
       cJSON_AddNumberToObject(j, "column", n->column);
+      cJSON_AddNumberToObject(j, "end_line", n->end_line);
       cJSON_AddNumberToObject(j, "end_column", n->end_column);
       cJSON_AddStringToObject(j, "message", n->message);
       cJSON_AddItemToArray(notes, j);

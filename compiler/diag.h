@@ -30,7 +30,8 @@ struct Diagnostic {
   Severity severity;
   const char *code;
   Span span;
-  int line, column, end_column; /* 1-based; end_column is one past the span's last byte */
+  int line, column;         /* 1-based, where the span starts */
+  int end_line, end_column; /* the line of the span's last byte, and one past its column */
   const char *message;
   const char *hint;  /* or NULL */
   Diagnostic *notes; /* SEV_NOTE entries attached to this one */

@@ -26,6 +26,7 @@ typedef struct Options {
   const char *input;
   Emit emit;
   DiagFormat format;
+  bool format_given;  /* --diagnostics=...; else --report=json makes them JSON */
   bool check;
   const char *output; /* -o */
   int opt_level;      /* -O1 (default) or -O2 */
@@ -105,10 +106,9 @@ static int parse_options(int argc, char **argv, Options *o) {
       o->emit = EMIT_LLVM;
     } else if (!strncmp(a, "--emit=", 7)) {
       return usage_error("unknown --emit kind '%s' (expected tokens, ast, ir or llvm)", a + 7);
-    } else if (!strcmp(a, "--diagnostics=json")) {
-      o->format = DIAG_JSON;
-    } else if (!strcmp(a, "--diagnostics=text")) {
-      o->format = DIAG_TEXT;
+    } else if (!strcmp(a, "--diagnostics=json") || !strcmp(a, "--diagnostics=text")) {
+      o->format = a[14] == 'j' ? DIAG_JSON : DIAG_TEXT;
+      o->format_given = true;
     } else if (!strncmp(a, "--diagnostics=", 14)) {
       return usage_error("unknown diagnostics format '%s' (expected text or json)", a + 14);
     } else if (a[0] == '-' && a[1] != '\0') {
@@ -129,6 +129,8 @@ static int parse_options(int argc, char **argv, Options *o) {
     return usage_error("%s", "-o goes with compiling to an artifact, not with --check, --emit or --report");
   if (!report_check_options(&o->report))
     return 2;
+  if (o->report.enabled && o->report.json && !o->format_given)
+    o->format = DIAG_JSON; /* --report=json: every failure is JSON */
   return -1;
 }
 

@@ -32,50 +32,84 @@ void report_options_init(ReportOptions *o) {
   o->density = 0.05;
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
+/* One failure of the report as a JSON object on a line of err: {"error": KIND, "message":
+ * TEXT} plus "policy" when known; what --report=json prints instead of text. */
+static void print_json_error(FILE *err, const char *kind, const char *policy, const char *msg) {
+  cJSON *o = cJSON_CreateObject();
+  if (policy)
+    cJSON_AddStringToObject(o, "policy", policy);
+  cJSON_AddStringToObject(o, "error", kind);
+  cJSON_AddStringToObject(o, "message", msg);
+  char *text = cJSON_PrintUnformatted(o);
+  if (text)
+    fprintf(err, "%s\n", text);
+  else
+    fprintf(err, "vxc: %s\n", msg);
+  free(text);
+  cJSON_Delete(o);
+}
+
+static int usage_error(const ReportOptions *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const ReportOptions *o, const char *fmt, ...) {
+  char msg[512];
   va_list ap;
   va_start(ap, fmt);
-  fputs("vxc: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputs("\nTry 'vxc --help'.\n", stderr);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  if (o->json_errors)
+    print_json_error(stderr, "usage", NULL, msg);
+  else
+    fprintf(stderr, "vxc: %s\nTry 'vxc --help'.\n", msg);
   return -1;
 }
 
+/* Whether the command line asks for the JSON report anywhere (so that an error in an option
+ * before it is JSON too). */
+static bool wants_json(int argc, char **argv) {
+  bool report = false, json = false;
+  for (int i = 1; i < argc; i++) {
+    report |= !strncmp(argv[i], "--report", 8) && (argv[i][8] == '\0' || argv[i][8] == '=');
+    if (!strcmp(argv[i], "--report=json") || !strcmp(argv[i], "--format=json"))
+      json = true;
+    else if (!strcmp(argv[i], "--report=text") || !strcmp(argv[i], "--format=text"))
+      json = false;
+  }
+  return report && json;
+}
+
 /* An integer option's value: digits only (a sign is an error), lo <= value <= hi. */
-static int parse_int(const char *name, const char *s, long long lo, long long hi, long long *out) {
+static int parse_int(const ReportOptions *o, const char *name, const char *s, long long lo, long long hi, long long *out) {
   if (*s == '-' && isdigit((unsigned char)s[1]))
-    return usage_error("'%s' must not be negative (got '%s')", name, s);
+    return usage_error(o, "'%s' must not be negative (got '%s')", name, s);
   char *end;
   errno = 0;
   long long v = isdigit((unsigned char)*s) ? strtoll(s, &end, 10) : 0;
   if (!isdigit((unsigned char)*s) || *end || errno)
-    return usage_error("'%s' expects an integer, not '%s'", name, s);
+    return usage_error(o, "'%s' expects an integer, not '%s'", name, s);
   if (v < lo || v > hi)
-    return usage_error("'%s' must be between %lld and %lld (got %lld)", name, lo, hi, v);
+    return usage_error(o, "'%s' must be between %lld and %lld (got %lld)", name, lo, hi, v);
   *out = v;
   return 1;
 }
 
-static int parse_dtype(const char *s, DType *out) {
+static int parse_dtype(const ReportOptions *o, const char *s, DType *out) {
   static const DType kinds[] = {DT_F32, DT_F16, DT_BF16};
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
     if (!strcmp(s, ast_dtype_text(kinds[i]))) {
       *out = kinds[i];
       return 1;
     }
-  return usage_error("unknown --kv-dtype '%s' (expected f32, f16 or bf16)", s);
+  return usage_error(o, "unknown --kv-dtype '%s' (expected f32, f16 or bf16)", s);
 }
 
-static int parse_density(const char *s, double *out) {
+static int parse_density(const ReportOptions *o, const char *s, double *out) {
   char *end;
   errno = 0;
   double v = strtod(s, &end);
   if (end == s || *end || errno || !isfinite(v))
-    return usage_error("'--expected-density' expects a number, not '%s'", s);
+    return usage_error(o, "'--expected-density' expects a number, not '%s'", s);
   if (v < 0 || v > 1)
-    return usage_error("'--expected-density' must be between 0 and 1 (got '%s')", s);
+    return usage_error(o, "'--expected-density' must be between 0 and 1 (got '%s')", s);
   *out = v;
   return 1;
 }
@@ -87,6 +121,10 @@ static const char *const valued_names[V_COUNT] = {
 
 int report_parse_option(ReportOptions *o, int argc, char **argv, int *i) {
   const char *a = argv[*i];
+  if (!o->argv_seen) {
+    o->argv_seen = true;
+    o->json_errors = wants_json(argc, argv);
+  }
   if (!strcmp(a, "--report") || !strcmp(a, "--report=text") || !strcmp(a, "--report=json")) {
     o->enabled = true;
     if (a[8] == '=') /* a bare --report keeps what --format said */
@@ -94,14 +132,14 @@ int report_parse_option(ReportOptions *o, int argc, char **argv, int *i) {
     return 1;
   }
   if (!strncmp(a, "--report=", 9))
-    return usage_error("unknown --report format '%s' (expected text or json)", a + 9);
+    return usage_error(o, "unknown --report format '%s' (expected text or json)", a + 9);
   if (!strcmp(a, "--format=json") || !strcmp(a, "--format=text")) {
     o->json = !strcmp(a, "--format=json");
     o->format_given = true;
     return 1;
   }
   if (!strncmp(a, "--format=", 9))
-    return usage_error("unknown --format '%s' (expected text or json)", a + 9);
+    return usage_error(o, "unknown --format '%s' (expected text or json)", a + 9);
   for (int k = 0; k < V_COUNT; k++) {
     const char *name = valued_names[k];
     size_t len = strlen(name);
@@ -110,20 +148,20 @@ int report_parse_option(ReportOptions *o, int argc, char **argv, int *i) {
     const char *value = a[len] == '=' ? a + len + 1 : NULL;
     if (!value) {
       if (*i + 1 >= argc)
-        return usage_error("'%s' needs a value", name);
+        return usage_error(o, "'%s' needs a value", name);
       value = argv[++*i];
     }
     if (!*value)
-      return usage_error("'%s' needs a value", name);
+      return usage_error(o, "'%s' needs a value", name);
     o->other_given = true;
     switch ((Valued)k) {
-    case V_CONTEXT: return parse_int(name, value, 1, MAX_CONTEXT, &o->context);
-    case V_BUDGET: return parse_int(name, value, 0, MAX_CONTEXT, &o->budget);
-    case V_KV: return parse_dtype(value, &o->kv_dtype);
-    case V_G: return parse_int(name, value, 1, MAX_SHAPE, &o->G);
-    case V_D: return parse_int(name, value, 1, MAX_SHAPE, &o->D);
-    case V_P: return parse_int(name, value, 1, MAX_SHAPE, &o->P);
-    case V_DENSITY: return parse_density(value, &o->density);
+    case V_CONTEXT: return parse_int(o, name, value, 1, MAX_CONTEXT, &o->context);
+    case V_BUDGET: return parse_int(o, name, value, 0, MAX_CONTEXT, &o->budget);
+    case V_KV: return parse_dtype(o, value, &o->kv_dtype);
+    case V_G: return parse_int(o, name, value, 1, MAX_SHAPE, &o->G);
+    case V_D: return parse_int(o, name, value, 1, MAX_SHAPE, &o->D);
+    case V_P: return parse_int(o, name, value, 1, MAX_SHAPE, &o->P);
+    case V_DENSITY: return parse_density(o, value, &o->density);
     case V_COUNT: break;
     }
   }
@@ -138,7 +176,7 @@ bool report_check_options(const ReportOptions *o) {
   else if (o->enabled && !o->context)
     problem = "--report needs the context length: --context N (tokens)";
   if (problem)
-    usage_error("%s", problem);
+    usage_error(o, "%s", problem);
   return !problem;
 }
 
@@ -756,7 +794,10 @@ int report_run(const VirModule *m, const ReportOptions *o, FILE *out, FILE *err)
   Report r;
   char msg[256];
   if (!report_compute(m, o, &r, msg, sizeof msg)) {
-    fprintf(err, "vxc: cannot report on policy '%s': %s\n", m->name, msg);
+    if (o->json)
+      print_json_error(err, "report", m->name, msg);
+    else
+      fprintf(err, "vxc: cannot report on policy '%s': %s\n", m->name, msg);
     return 1;
   }
   report_print(out, &r, o->json);

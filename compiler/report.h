@@ -18,6 +18,8 @@ typedef struct ReportOptions {
   bool json;             /* --report=json or --format=json */
   bool format_given;     /* --format=... seen (needs --report) */
   bool other_given;      /* a shape/context/budget option seen (needs --report) */
+  bool argv_seen;        /* the command line was scanned for the JSON report */
+  bool json_errors;      /* it asks for it: option errors are JSON objects too */
   long long context;     /* N, tokens in the row; 0 = not given */
   long long budget;      /* top() budget in tokens; -1 = the policy's own */
   DType kv_dtype;        /* storage of k and v */

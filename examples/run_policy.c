@@ -171,28 +171,53 @@ static void check(vxrt_status s, const char *what) {
   }
 }
 
-static void usage(void) {
-  fprintf(stderr,
+static void usage(FILE *out) {
+  fprintf(out,
           "usage: run_policy POLICY.vxp [NAME=VALUE ...] [--prompt=N] [--steps=N] [--seed=N]\n"
           "  POLICY.vxp   a policy compiled by vxc (vxc stdlib/quest.vx -o quest.vxp)\n"
           "  NAME=VALUE   override a param of the policy at load time (budget=512)\n"
           "  --prompt=N   prompt tokens (default 8192); --steps=N decode steps (default 16)\n"
-          "  --seed=N     seed of the synthetic data (default 1)\n");
+          "  --seed=N     seed of the synthetic data (default 1)\n"
+          "  --help       show this help\n");
+}
+
+/* A bad argument: says which and why, then the usage; exit 2. */
+static void bad_argument(const char *arg, const char *why) {
+  fprintf(stderr, "run_policy: %s: '%s'\n", why, arg);
+  usage(stderr);
   exit(2);
 }
 
-/* Parses a positive integer option value, or exits with the usage. */
-static long positive(const char *text) {
+/* Parses a positive integer option value (arg is the whole argument, for the message). */
+static long positive(const char *arg, const char *text) {
   char *end;
   long x = strtol(text, &end, 10);
   if (*text == '\0' || *end != '\0' || x < 1 || x > (1L << 24))
-    usage();
+    bad_argument(arg, "expected an integer from 1 to 16777216");
   return x;
 }
 
+/* A param's value: integers as integers (2000000000, not 2e+09), others to 9 digits. */
+static void print_value(double v) {
+  if (v == floor(v) && fabs(v) < 9007199254740992.0)
+    printf("%.0f", v);
+  else
+    printf("%.9g", v);
+}
+
 int main(int argc, char **argv) {
-  if (argc < 2 || argv[1][0] == '-')
-    usage();
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return 0;
+    }
+  if (argc < 2) {
+    fputs("run_policy: no policy file given\n", stderr);
+    usage(stderr);
+    return 2;
+  }
+  if (argv[1][0] == '-')
+    bad_argument(argv[1], "the first argument must be the policy file, not an option");
   const char *path = argv[1];
   int prompt = 8192, steps = 16;
   uint64_t seed = 1;
@@ -203,21 +228,24 @@ int main(int argc, char **argv) {
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i], *eq = strchr(a, '=');
     if (!strncmp(a, "--prompt=", 9)) {
-      prompt = (int)positive(a + 9);
+      prompt = (int)positive(a, a + 9);
     } else if (!strncmp(a, "--steps=", 8)) {
-      steps = (int)positive(a + 8);
+      steps = (int)positive(a, a + 8);
     } else if (!strncmp(a, "--seed=", 7)) {
-      seed = (uint64_t)positive(a + 7);
+      seed = (uint64_t)positive(a, a + 7);
     } else if (eq && eq != a && a[0] != '-') {
       char *end;
+      double value = strtod(eq + 1, &end);
+      if (eq[1] == '\0' || *end != '\0')
+        bad_argument(a, "a param override is NAME=NUMBER");
       argv[i][eq - a] = '\0';                 /* split NAME=VALUE in place */
       ovr[novr].name = a;
-      ovr[novr].value = strtod(eq + 1, &end);
-      if (eq[1] == '\0' || *end != '\0')
-        usage();
+      ovr[novr].value = value;
       novr++;
+    } else if (a[0] == '-') {
+      bad_argument(a, "unknown option");
     } else {
-      usage();
+      bad_argument(a, "expected NAME=VALUE, --prompt=N, --steps=N or --seed=N");
     }
   }
 
@@ -307,7 +335,7 @@ int main(int argc, char **argv) {
   if (vxrt_policy_find_param(pol, "budget", &ib) == VXRT_OK) {
     vxrt_param_info pi;
     check(vxrt_policy_get_param(pol, ib, &pi), "vxrt_policy_get_param");
-    printf("%.9g", pi.value);
+    print_value(pi.value);
   } else {
     printf("null");
   }
@@ -315,7 +343,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < info.nparams; i++) {
     vxrt_param_info pi;
     check(vxrt_policy_get_param(pol, i, &pi), "vxrt_policy_get_param");
-    printf("%s\"%s\":%.9g", i ? "," : "", pi.name, pi.value);
+    printf("%s\"%s\":", i ? "," : "", pi.name);
+    print_value(pi.value);
   }
   printf("},\"steps\":%d,\"mean_density\":%.6f,\"mean_rel_err\":%.6e,\"worst_rel_err\":%.6e}\n",
          steps, sum_density / steps, sum_err / steps, worst_err);

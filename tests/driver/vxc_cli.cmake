@@ -50,9 +50,9 @@ if(NOT njson EQUAL 2)
   math(EXPR failures "${failures} + 1")
 endif()
 foreach(line IN LISTS json_lines)
-  expect(json_object "${line}" "^{\"file\":\"[^\"]*bad\\.vx\",\"line\":[0-9]+,\"column\":[0-9]+,\"end_column\":[0-9]+,\"severity\":\"error\",\"code\":\"E0[1-9][0-9][0-9]\",\"message\":\"[^\"]*\".*}$")
+  expect(json_object "${line}" "^{\"file\":\"[^\"]*bad\\.vx\",\"line\":[0-9]+,\"column\":[0-9]+,\"end_line\":[0-9]+,\"end_column\":[0-9]+,\"severity\":\"error\",\"code\":\"E0[1-9][0-9][0-9]\",\"message\":\"[^\"]*\".*}$")
 endforeach()
-expect(json_code "${ERR_json_bad}" "\"line\":4,\"column\":34,\"end_column\":41,\"severity\":\"error\",\"code\":\"E0302\",\"message\":\"unknown name 'qbar'\"")
+expect(json_code "${ERR_json_bad}" "\"line\":4,\"column\":34,\"end_line\":4,\"end_column\":41,\"severity\":\"error\",\"code\":\"E0302\",\"message\":\"unknown name 'qbar'\"")
 expect(json_hint "${ERR_json_bad}" "\"code\":\"E0302\",\"message\":\"unknown name 'budgt'\",\"hint\":\"did you mean 'budget'\\?\"")
 if(njson GREATER 0)
   # a real JSON parse of the first line
@@ -61,6 +61,10 @@ if(njson GREATER 0)
   string(JSON line GET "${first}" line)
   expect(json_parse "${code}:${line}" "^E0302:4$")
 endif()
+
+# end_line: a span over several lines ends on its last line (the note's first definition)
+run(json_twice 1 --check --diagnostics=json ${DIR}/twice.vx)
+expect(json_twice "${ERR_json_twice}" "\"notes\":\\[{\"line\":3,\"column\":3,\"end_line\":4,\"end_column\":14,\"message\":\"first defined here\"}\\]")
 
 # exit 2: I/O and usage errors
 run(missing 2 --check ${WORK}/does-not-exist.vx)

@@ -7,6 +7,7 @@ cmake_minimum_required(VERSION 3.25)
 include(${CMAKE_CURRENT_LIST_DIR}/../cli_helpers.cmake)
 
 set(QUEST ${STDLIB}/quest.vx)
+file(MAKE_DIRECTORY ${WORK})
 
 # Text: quest at 32K, budget 2048, bf16 KV (the defaults): 2 MiB of f32 envelopes scored,
 # 1 MiB attended, 16 MiB dense: 16/3 = 5.33x. Dense FLOPs: 4 G D N = 67108864.
@@ -54,6 +55,21 @@ run(with_emit 2 --report --emit=ir ${QUEST} --context 100)
 # A require that fails for the given shapes is an error in the input: exit 1.
 run(require 1 --report ${STDLIB}/lserve.vx --context 1000 --P 8)
 expect(require "${ERR_require}" "require 1 of the policy does not hold")
+
+# --report=json reports its own failures as JSON too: one object per line on stderr, for an
+# option error (wherever --report=json stands), a report that cannot be made, and the input's
+# diagnostics; --diagnostics=text still wins for the latter.
+run(json_usage 2 --context 32k --report=json ${QUEST})
+expect(json_usage "${ERR_json_usage}" "^{\"error\":\"usage\",\"message\":\"'--context' expects an integer, not '32k'\"}\n$")
+run(json_no_context 2 --report=json ${QUEST})
+expect(json_no_context "${ERR_json_no_context}" "^{\"error\":\"usage\",\"message\":\"--report needs the context length: --context N \\(tokens\\)\"}\n$")
+run(json_require 1 --report=json ${STDLIB}/lserve.vx --context 1000 --P 8)
+expect(json_require "${ERR_json_require}" "^{\"policy\":\"lserve\",\"error\":\"report\",\"message\":\"require 1 of the policy does not hold[^\n]*\"}\n$")
+file(WRITE ${WORK}/broken.vx "policy broken {\n  select top(score, budgt);\n}\n")
+run(json_diagnostics 1 --report --format=json ${WORK}/broken.vx --context 100)
+expect(json_diagnostics "${ERR_json_diagnostics}" "^{\"file\":\"[^\"]*broken\\.vx\",\"line\":2,")
+run(json_diagnostics_text 1 --report=json --diagnostics=text ${WORK}/broken.vx --context 100)
+expect(json_diagnostics_text "${ERR_json_diagnostics_text}" "broken\\.vx:2:[0-9]+: error: ")
 
 if(failures GREATER 0)
   message(FATAL_ERROR "${failures} failure(s)")

@@ -1,0 +1,39 @@
+# run_policy_cli.cmake - the command line of examples/run_policy: --help exits 0 on stdout,
+# a rejected argument is named in the message (exit 2), and large integer params print as
+# integers in the JSON summary. Run by CTest as
+#   cmake -DVXC=vxc -DRUN=run_policy -DSRC=stdlib/streaming.vx -DWORK=dir -P run_policy_cli.cmake
+cmake_minimum_required(VERSION 3.25)
+
+include(${CMAKE_CURRENT_LIST_DIR}/../cli_helpers.cmake)
+
+file(MAKE_DIRECTORY ${WORK})
+set(ART ${WORK}/streaming.vxp)
+run(compile 0 ${SRC} -o ${ART})
+set(VXC ${RUN}) # run() runs ${VXC}
+
+run(help 0 --help)
+expect(help "${OUT_help}" "^usage: run_policy POLICY\\.vxp")
+run(help_after 0 ${ART} --help)
+run(no_args 2)
+expect(no_args "${ERR_no_args}" "^run_policy: no policy file given\n")
+run(bad_steps 2 ${ART} --steps=0)
+expect(bad_steps "${ERR_bad_steps}" "^run_policy: expected an integer from 1 to 16777216: '--steps=0'\n")
+run(bad_prompt 2 ${ART} --prompt=lots)
+expect(bad_prompt "${ERR_bad_prompt}" "^run_policy: expected an integer from 1 to 16777216: '--prompt=lots'\n")
+run(bad_override 2 ${ART} window=wide)
+expect(bad_override "${ERR_bad_override}" "^run_policy: a param override is NAME=NUMBER: 'window=wide'\n")
+run(bad_option 2 ${ART} --frobnicate)
+expect(bad_option "${ERR_bad_option}" "^run_policy: unknown option: '--frobnicate'\n")
+run(stray 2 ${ART} extra)
+expect(stray "${ERR_stray}" "^run_policy: expected NAME=VALUE, --prompt=N, --steps=N or --seed=N: 'extra'\n")
+run(option_first 2 --steps=2 ${ART})
+expect(option_first "${ERR_option_first}" "^run_policy: the first argument must be the policy file, not an option: '--steps=2'\n")
+
+# 2000000000 printed with %g would be 2e+09
+run(large 0 ${ART} window=2000000000 --prompt=64 --steps=1)
+expect(large "${OUT_large}" "\"params\":{[^}]*\"window\":2000000000[,}]")
+
+if(failures GREATER 0)
+  message(FATAL_ERROR "run_policy_cli: ${failures} check(s) failed")
+endif()
+message(STATUS "run_policy_cli: all checks passed")
