@@ -2,12 +2,20 @@
  *
  * A stream is a CUstream on CUDA (libvxrt's own, created blocking so that synchronous copies
  * order after its work, or an engine's wrapped one) and a placeholder on the CPU, where
- * every call completes before it returns. Buffers are the device memory primitives of
- * device.c made public. Graphs wrap stream capture (thread-local mode) and graph launch.
+ * every call completes before it returns. Events are CUDA events or host clock readings.
+ * Buffers are the device memory primitives of device.c made public. Graphs wrap stream
+ * capture (thread-local mode) and graph launch.
  * Every live object here keeps its device open. Never prints, never exits. */
 #include <stdlib.h>
+#include <time.h>
 
 #include "vxrt_internal.h"
+
+struct vxrt_event {
+  vxrt_device *dev;
+  vxcu_event ev;  /* CUDA */
+  double host_ms; /* CPU: the monotonic clock at the last record */
+};
 
 struct vxrt_graph {
   vxrt_device *dev;
@@ -75,6 +83,75 @@ vxrt_status vxrt_stream_free(vxrt_stream *s) {
   }
   atomic_fetch_sub(&s->dev->live, 1);
   free(s);
+  return VXRT_OK;
+}
+
+/* ------------------------------------------------------------------ events */
+
+vxrt_status vxrt_event_create(vxrt_device *dev, vxrt_event **out) {
+  if (!dev || !out) return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_event_create: NULL argument");
+  *out = NULL;
+  vxrt_event *e = calloc(1, sizeof *e);
+  if (!e) return vxrt_fail(VXRT_ERR_OUT_OF_MEMORY, "out of memory creating an event");
+  e->dev = dev;
+  if (cuda(dev)) {
+    vxrt_status st = vxrt_cuda_push(dev);
+    vxcu_result r = st ? 0 : dev->cu.cuEventCreate(&e->ev, VXCU_EVENT_DEFAULT);
+    if (!st) vxrt_cuda_pop(dev);
+    if (st || r) {
+      free(e);
+      return st ? st : vxrt_cuda_fail(dev, VXRT_ERR_DEVICE, "cuEventCreate", r);
+    }
+  }
+  atomic_fetch_add(&dev->live, 1);
+  *out = e;
+  return VXRT_OK;
+}
+
+vxrt_status vxrt_event_record(vxrt_event *e, vxrt_stream *s) {
+  if (!e || !s) return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_event_record: NULL argument");
+  if (s->dev != e->dev)
+    return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_event_record: the stream belongs to another device");
+  if (!cuda(e->dev)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    e->host_ms = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+    return VXRT_OK;
+  }
+  vxrt_status st = vxrt_cuda_push(e->dev);
+  if (st) return st;
+  vxcu_result r = e->dev->cu.cuEventRecord(e->ev, s->s);
+  vxrt_cuda_pop(e->dev);
+  return r ? vxrt_cuda_fail(e->dev, VXRT_ERR_DEVICE, "cuEventRecord", r) : VXRT_OK;
+}
+
+vxrt_status vxrt_event_elapsed(vxrt_event *start, vxrt_event *end, float *ms) {
+  if (!start || !end || !ms) return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_event_elapsed: NULL argument");
+  if (start->dev != end->dev)
+    return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_event_elapsed: events of two devices");
+  vxrt_device *dev = end->dev;
+  if (!cuda(dev)) {
+    *ms = (float)(end->host_ms - start->host_ms);
+    return VXRT_OK;
+  }
+  if (!dev->cu.cuEventElapsedTime)
+    return vxrt_fail(VXRT_ERR_UNSUPPORTED, "this CUDA driver has no cuEventElapsedTime_v2 (CUDA 12.8+)");
+  vxrt_status st = vxrt_cuda_push(dev);
+  if (st) return st;
+  vxcu_result r = dev->cu.cuEventSynchronize(end->ev);
+  if (!r) r = dev->cu.cuEventElapsedTime(ms, start->ev, end->ev);
+  vxrt_cuda_pop(dev);
+  return r ? vxrt_cuda_fail(dev, VXRT_ERR_DEVICE, "cuEventElapsedTime", r) : VXRT_OK;
+}
+
+vxrt_status vxrt_event_free(vxrt_event *e) {
+  if (!e) return VXRT_OK;
+  if (e->ev && vxrt_cuda_push(e->dev) == VXRT_OK) {
+    e->dev->cu.cuEventDestroy(e->ev);
+    vxrt_cuda_pop(e->dev);
+  }
+  atomic_fetch_sub(&e->dev->live, 1);
+  free(e);
   return VXRT_OK;
 }
 

@@ -294,6 +294,16 @@ VXRT_API vxrt_status vxrt_stream_sync(vxrt_stream *s);
 /* NULL is accepted and does nothing. */
 VXRT_API vxrt_status vxrt_stream_free(vxrt_stream *s);
 
+/* Timing marks on a stream, for benchmarks and engines: CUDA events, or the host's monotonic
+ * clock on the CPU. vxrt_event_elapsed waits for `end` and gives the milliseconds between
+ * the two marks (VXRT_ERR_UNSUPPORTED on a CUDA driver older than 12.8). */
+typedef struct vxrt_event vxrt_event;
+VXRT_API vxrt_status vxrt_event_create(vxrt_device *dev, vxrt_event **out);
+VXRT_API vxrt_status vxrt_event_record(vxrt_event *e, vxrt_stream *s);
+VXRT_API vxrt_status vxrt_event_elapsed(vxrt_event *start, vxrt_event *end, float *ms);
+/* NULL is accepted and does nothing. */
+VXRT_API vxrt_status vxrt_event_free(vxrt_event *e);
+
 /* A buffer in device memory as the batched calls take it: a device address (CUdeviceptr on
  * CUDA; on the CPU, a host pointer's value) and its element type (VXRT_F32 or VXRT_BF16;
  * lse is always f32). addr 0 is "none" where a buffer is optional. */
