@@ -2,31 +2,40 @@
  * LLVM IR, one internal alwaysinline function per function used, per module. It sits beside the
  * code generators: they ask for a call with cg_devmath_call and never see the bodies.
  *
- * Every body is built from f32/i32 arithmetic, comparisons, selects, bitcasts and the
- * intrinsics fma, fabs, rint, floor and sqrt (all selectable by LLVM 22's NVPTX backend, and by
- * x86-64, where tests/devmath measures them against float64 libm). It must not emit calls to
- * anything else (libm, llvm.exp/log/pow/..., NVVM approximations), branches, memory accesses or
- * fast-math flags: the same IR has to give the same bits on every target.
+ * Every body is built from f32/i32/i64 arithmetic, comparisons, selects, bitcasts, conversions
+ * and the intrinsics fma, fabs, rint, floor, sqrt and copysign: all selectable by LLVM 22's
+ * NVPTX backend (as .rn instructions, which ptxas does not contract) and by x86-64, where
+ * tests/devmath measures them against float64 libm. It must not emit calls to anything else
+ * (libm, llvm.exp/log/pow/..., NVVM approximations), memory accesses or fast-math flags: the
+ * same IR has to give the same bits on every target. The one branch is sin/cos's rare
+ * large-argument path. Subnormals are assumed kept (no flush-to-zero attributes).
  *
- * Methods (errors measured in docs/devmath.md):
- * - exp, exp2: n = rint(x·log2 e) (or rint(x)), Cody-Waite r = x - n·ln2 with fma, Taylor
- *   polynomial of degree 8 (|r| <= ln2/2), scaled by 2^n as two exponent-bit factors so that
- *   subnormal results round once and overflow gives inf;
- * - log, log2: m·2^k with m in [sqrt(1/2), sqrt(2)) from the bits (subnormals prescaled),
- *   f = m - 1, s = f/(2+f) with its remainder, log(m) = 2s + s^3·Q(s^2) (atanh series) as an
- *   unevaluated sum hi + lo; k·ln2 (or k) added with Fast2Sum;
- * - pow: exp2(y·log2|x|) with log2|x| and the product carried as double-f32 (hi + lo);
- * - sqrt: llvm.sqrt (correctly rounded on both targets); rsqrt: 1/sqrt(x) and a Newton step
- *   on the exact residual;
- * - sin, cos: j = rint(x·2/pi), r = x - j·pi/2 (three-part pi/2, fma), Taylor polynomials on
- *   |r| <= pi/4, quadrant by j & 3;
- * - tanh: t = expm1(2|x|) (|x| clamped to 10), t/(t+2); sigmoid: e = exp(-|x|), 1/(1+e) or
- *   e/(1+e), corrected for the rounding of 1+e;
- * - asin, acos: Cephes' asinf polynomial on |x| <= 1/2, sqrt((1-|x|)/2) reduction above it
- *   with the sqrt's remainder, pi/2 and pi as hi + lo; atan: Cephes' atanf reduction to
- *   |x| <= tan(pi/8) and polynomial. */
+ * Methods (errors in cg_devmath.h's table, measured in docs/devmath.md). "hi + lo" is an
+ * unevaluated double-f32 sum, made exact with Fast2Sum/TwoSum and fma products:
+ * - exp, exp2: n = rint(x·log2 e) (rint(x)), r = x - n·ln2 (Cody-Waite, fma) or x - n as hi + lo,
+ *   Taylor polynomial of degree 9 on |r| <= ln2/2 (exp2: 8 on |r| <= 1/2), 1 + r + rest summed
+ *   with Fast2Sum, then scaled by 2^n as two exponent-bit factors (subnormals round once, overflow
+ *   gives inf);
+ * - log, log2: x = m·2^k with m in [sqrt(1/2), sqrt(2)) from the bits (subnormals prescaled),
+ *   f = m - 1, s = f/(2+f) with its remainder, log(m) = 2s + s^3·(2/3 + s^2·Q(s^2)) (atanh
+ *   series) as hi + lo good to ~2^-34, then k·ln2 (k) added with Fast2Sum;
+ * - pow: exp2(y·log2|x|) with log2|x| and the product as hi + lo, sign and C99 special cases
+ *   (pow(x, ±0) = pow(1, y) = 1, x < 0 with non-integer y NaN, odd y keeps the sign) by select;
+ * - sqrt: llvm.sqrt (correctly rounded on both targets); rsqrt: 1/sqrt(x), then a Newton step
+ *   on the exact residual 1 - x·y^2;
+ * - sin, cos: r = x - j·pi/2 as hi + lo, by Cody-Waite (three-part pi/2, fma) below 2^15 and
+ *   Payne-Hanek (ARM optimized-routines' 2/pi table, i64 products) above; Taylor polynomials on
+ *   |r| <= pi/4 and the quadrant j & 3;
+ * - tanh: t = expm1(2|x|) as hi + lo (|x| clamped to 10, where tanh rounds to 1), t/(t+2)
+ *   with one remainder correction; sigmoid: e = exp(-|x|) as hi + lo, 1/(1+e) or e/(1+e) the
+ *   same way;
+ * - asin, acos: Cephes' asinf polynomial on |x| <= 1/2; above, s = sqrt((1-|x|)/2) with the
+ *   sqrt's remainder, asin = pi/2 - 2·asin(s), acos = 2·asin(s) or pi - 2·asin(s), the constants
+ *   as hi + lo; atan: Cephes' reduction to |t| <= tan(pi/8) (t = -1/|x| or (|x|-1)/(|x|+1) with
+ *   the quotient's rest), an odd polynomial fitted at Chebyshev nodes, pi/2 or pi/4 as hi + lo. */
 #include "cg_devmath.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,11 +124,11 @@ static V two_sum(Em *e, V a, V b, V *lo) {
   return s;
 }
 
-/* (nh + nl) / (dh + dl), both normalised pairs (|lo| <= ulp(hi)), to about an ulp of the leading quotient's rounding: q = nh/dh and one
- * correction from the exact remainder. */
+/* (nh + nl) / (dh + dl) for normalised pairs (|lo| <= ulp(hi)): q = nh/dh plus one correction
+ * from the exact remainder, so about the rounding of q alone. */
 static V div_dd(Em *e, V nh, V nl, V dh, V dl) {
   V q = fdiv(e, nh, dh);
-  V r = fma3(e, LLVMBuildFNeg(e->b, q, ""), dl, add(e, fma3(e, LLVMBuildFNeg(e->b, q, ""), dh, nh), nl));
+  V r = fma3(e, neg(e, q), dl, add(e, fma3(e, neg(e, q), dh, nh), nl));
   return add(e, q, fdiv(e, r, dh));
 }
 
@@ -246,9 +255,9 @@ static V log_core(Em *e, V x, V *hi, V *lo) {
 
 /* C's special cases of log and log2 around a value r computed for finite x > 0. */
 static V log_special(Em *e, V x, V r) {
-  r = sel(e, cmp(e, LLVMRealOEQ, x, k(e, 0)), k(e, -__builtin_inff()), r);
-  r = sel(e, cmp(e, LLVMRealOLT, x, k(e, 0)), k(e, __builtin_nanf("")), r);
-  r = sel(e, cmp(e, LLVMRealOEQ, x, k(e, __builtin_inff())), x, r);
+  r = sel(e, cmp(e, LLVMRealOEQ, x, k(e, 0)), k(e, -INFINITY), r);
+  r = sel(e, cmp(e, LLVMRealOLT, x, k(e, 0)), k(e, NAN), r);
+  r = sel(e, cmp(e, LLVMRealOEQ, x, k(e, INFINITY)), x, r);
   return sel(e, isnan1(e, x), x, r);
 }
 
@@ -291,24 +300,25 @@ static V emit_pow(Em *e, V x, V y) {
   lh = log_special(e, ax, lh); /* -inf for 0, inf for inf */
   V zh = mul(e, y, lh), zl;
   V zc = fma3(e, y, ll, fma3(e, y, lh, neg(e, zh))); /* the rest of y·(lh + ll), if finite */
-  zh = fast2sum(e, zh, sel(e, cmp(e, LLVMRealOLT, fabs1(e, zh), k(e, __builtin_inff())), zc, k(e, 0)), &zl);
+  zh = fast2sum(e, zh, sel(e, cmp(e, LLVMRealOLT, fabs1(e, zh), k(e, INFINITY)), zc, k(e, 0)), &zl);
   V r = emit_exp2_dd(e, zh, zl);
   V is_int = cmp(e, LLVMRealOEQ, floor1(e, y), y);
   V yi = to_int(e, sel(e, cmp(e, LLVMRealOLT, ay, k(e, 0x1p24f)), y, k(e, 0)));
   V odd = and2(e, is_int, LLVMBuildTrunc(e->b, yi, LLVMInt1TypeInContext(e->ctx), ""));
   V xneg = LLVMBuildICmp(e->b, LLVMIntSLT, bits(e, x), ki(e, 0), "");
   r = sel(e, and2(e, odd, xneg), neg(e, r), r);
-  V finite_neg = and2(e, cmp(e, LLVMRealOLT, x, k(e, 0)), cmp(e, LLVMRealOGT, x, k(e, -__builtin_inff())));
-  r = sel(e, and2(e, finite_neg, LLVMBuildNot(e->b, is_int, "")), k(e, __builtin_nanf("")), r);
+  V finite_neg = and2(e, cmp(e, LLVMRealOLT, x, k(e, 0)), cmp(e, LLVMRealOGT, x, k(e, -INFINITY)));
+  r = sel(e, and2(e, finite_neg, LLVMBuildNot(e->b, is_int, "")), k(e, NAN), r);
   r = sel(e, cmp(e, LLVMRealUNO, x, y), add(e, x, y), r);
   V one = or2(e, cmp(e, LLVMRealOEQ, y, k(e, 0)), cmp(e, LLVMRealOEQ, x, k(e, 1)));
-  one = or2(e, one, and2(e, cmp(e, LLVMRealOEQ, ax, k(e, 1)), cmp(e, LLVMRealOEQ, ay, k(e, __builtin_inff()))));
+  one = or2(e, one, and2(e, cmp(e, LLVMRealOEQ, ax, k(e, 1)), cmp(e, LLVMRealOEQ, ay, k(e, INFINITY))));
   return sel(e, one, k(e, 1), r);
 }
 
 /* ---- square roots ---- */
 
 static V emit_sqrt(Em *e, V x) { return sqrt1(e, x); }
+
 /* 1/sqrt(x), then one Newton step on the exact residual 1 - x·y0^2 (x prescaled by 2^100
  * below 2^-100 so that x·y0 stays normal). */
 static V emit_rsqrt(Em *e, V x) {
@@ -319,7 +329,7 @@ static V emit_rsqrt(Em *e, V x) {
   V pl = fma3(e, xs, y0, neg(e, ph));
   V t = fma3(e, pl, y0, fma3(e, ph, y0, k(e, -1)));
   V y = fma3(e, mul(e, k(e, -0.5f), y0), t, y0);
-  V fine = and2(e, cmp(e, LLVMRealOGT, x, k(e, 0)), cmp(e, LLVMRealOLT, x, k(e, __builtin_inff())));
+  V fine = and2(e, cmp(e, LLVMRealOGT, x, k(e, 0)), cmp(e, LLVMRealOLT, x, k(e, INFINITY)));
   return sel(e, fine, mul(e, y, sel(e, small, k(e, 0x1p50f), k(e, 1))), y0);
 }
 
@@ -340,8 +350,8 @@ static V pick_bits(Em *e, V idx, int off) {
   return v;
 }
 
-/* Payne-Hanek for |x| >= 2 (used from 2^15): |x|·2/pi = n + f, |f| <= 1/2, with f in 2^-62 units as
- * an i64 and n mod 4; returns r = f·pi/2 as *rh + *rl and the quadrant for x (sign applied). */
+/* Payne-Hanek for |x| >= 2 (used from 2^15): |x|·2/pi = n + f, |f| <= 1/2, f in 2^-62 units as an
+ * i64 and n mod 4; returns r = f·pi/2 as *rh + *rl and the quadrant for x (sign applied). */
 static V reduce_large(Em *e, V x, V *rh, V *rl) {
   static const float PIO2_62_HI = 0x1.921fb6p-62f, PIO2_62_LO = -0x1.777a5cp-87f;
   LLVMTypeRef i64 = LLVMInt64TypeInContext(e->ctx);
@@ -363,10 +373,11 @@ static V reduce_large(Em *e, V x, V *rh, V *rl) {
   V fl = LLVMBuildSIToFP(e->b, LLVMBuildSub(e->b, res, LLVMBuildFPToSI(e->b, fh, i64, ""), ""), e->f32, "");
   V h = mul(e, fh, k(e, PIO2_62_HI));
   V l = fma3(e, fh, k(e, PIO2_62_LO), fma3(e, fl, k(e, PIO2_62_HI), fma3(e, fh, k(e, PIO2_62_HI), neg(e, h))));
-  V h2, l2 = fast2sum(e, h, l, &h2); /* renormalise: l2 the sum, h2 its rest */
+  V rest;
+  V sum = fast2sum(e, h, l, &rest);
   V xneg = LLVMBuildICmp(e->b, LLVMIntSLT, xi, ki(e, 0), "");
-  *rh = sel(e, xneg, neg(e, l2), l2);
-  *rl = sel(e, xneg, neg(e, h2), h2);
+  *rh = sel(e, xneg, neg(e, sum), sum);
+  *rl = sel(e, xneg, neg(e, rest), rest);
   V q = LLVMBuildTrunc(e->b, n, e->i32, "");
   return sel(e, xneg, LLVMBuildNeg(e->b, q, ""), q);
 }
@@ -378,7 +389,7 @@ static V sin_cos(Em *e, V x, int cos_shift) {
   static const float TWO_OVER_PI = 0x1.45f306p-1f;
   static const float PIO2_1 = 0x1.921fb6p+0f, PIO2_2 = -0x1.777a5cp-25f, PIO2_3 = -0x1.ee59dap-50f;
   V ax = fabs1(e, x);
-  V bad = cmp(e, LLVMRealUEQ, ax, k(e, __builtin_inff()));
+  V bad = cmp(e, LLVMRealUEQ, ax, k(e, INFINITY));
   V large = cmp(e, LLVMRealOGE, ax, k(e, 0x1p15f)); /* also inf, fixed at the end */
   V xs = sel(e, cmp(e, LLVMRealOLT, ax, k(e, 0x1p15f)), x, k(e, 0));
   V j = rint1(e, mul(e, xs, k(e, TWO_OVER_PI)));
@@ -531,7 +542,7 @@ static V emit_atan(Em *e, V x) {
   dl = sel(e, mid, sel(e, big, k(e, 0), dl), k(e, 0));
   V t = fdiv(e, nh, dh);
   V tl = fdiv(e, fma3(e, neg(e, t), dl, add(e, fma3(e, neg(e, t), dh, nh), nl)), dh);
-  tl = sel(e, big, sel(e, cmp(e, LLVMRealOEQ, ax, k(e, __builtin_inff())), k(e, 0), tl), tl);
+  tl = sel(e, big, sel(e, cmp(e, LLVMRealOEQ, ax, k(e, INFINITY)), k(e, 0), tl), tl);
   V z = mul(e, t, t);
   V bh = sel(e, big, k(e, PIO2_HI), sel(e, mid, k(e, PIO4_HI), k(e, 0)));
   V bl = sel(e, big, k(e, PIO2_LO), sel(e, mid, k(e, PIO4_LO), k(e, 0)));
@@ -583,9 +594,14 @@ static LLVMValueRef definition(LLVMModuleRef mod, CgMathFn fn) {
   LLVMTypeRef params[2] = {e.f32, e.f32};
   f = LLVMAddFunction(mod, name, LLVMFunctionType(e.f32, params, (unsigned)cg_devmath_info[fn].arity, 0));
   LLVMSetLinkage(f, LLVMInternalLinkage);
-  static const char *attrs[] = {"alwaysinline", "nounwind", "willreturn", "nosync", "nofree"};
+  /* memory(none) (value 0) with the rest: calls may be merged, hoisted or dropped */
+  static const char *attrs[] = {"alwaysinline", "nounwind", "willreturn", "nosync", "nofree", "memory"};
   for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
     unsigned kind = LLVMGetEnumAttributeKindForName(attrs[i], strlen(attrs[i]));
+    if (!kind) {
+      fprintf(stderr, "cg_devmath: no attribute %s in this LLVM\n", attrs[i]);
+      abort();
+    }
     LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(e.ctx, kind, 0));
   }
   e.b = LLVMCreateBuilderInContext(e.ctx);
