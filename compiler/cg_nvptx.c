@@ -568,13 +568,16 @@ static LLVMValueRef axis_value(Gx *g, const VirAxis *a, const int *coord) {
   return c32(g, coord[a->id]);
 }
 
-/* The store of tensor t in the kernel being built, if this kernel computes it. */
-static const VirStore *store_of(const Gx *g, const VirTensor *t) {
-  for (const VirStore *s = g->k ? g->k->stores : NULL; s; s = s->next)
+/* The store of tensor t in kernel k (or NULL). */
+static const VirStore *store_of_kernel(const VirKernel *k, const VirTensor *t) {
+  for (const VirStore *s = k ? k->stores : NULL; s; s = s->next)
     if (s->dst == t)
       return s;
   return NULL;
 }
+
+/* The store of tensor t in the kernel being built, if this kernel computes it. */
+static const VirStore *store_of(const Gx *g, const VirTensor *t) { return store_of_kernel(g->k, t); }
 
 /* Subscript i of load v, and whether it is within the tensor's extent there (computed
  * subscripts out of range read element 0 and make the element absent, as on the CPU). */
@@ -899,10 +902,6 @@ static bool check_supported(Gx *g) {
   }
   int tops = 0;
   for (int i = 0; i < m->nselections; i++) {
-    if (m->selections[i].kind == ND_WHERE) {
-      gx_error(g, "where() selections", NULL);
-      return false;
-    }
     tops += m->selections[i].kind == ND_TOP;
   }
   if (tops > 1 || (tops && m->token_granular)) {
@@ -1043,8 +1042,41 @@ static const VirStore *score_store(const Gx *g, const VirKernel *k) {
 
 static void eval_row_value(Gx *g, int *coord, void *arg) { eval(g, arg, coord); }
 
-/* Scores every page of the row into KEYS (0 for kept pages and pages past the row). */
-static void score_sweep(Gx *g, const VirKernel *k, const VirStore *score) {
+/* KEYS holds two words per (row, page): the order key (half 0) and the where() token mask
+ * (half 1). */
+static LLVMValueRef scratch(Gx *g, int half, LLVMValueRef p) {
+  LLVMValueRef r2 = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, LLVMBuildZExt(g->b, g->row, g->i64, ""), c64(g, 2), ""), c64(g, half), "");
+  LLVMValueRef idx = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, r2, arg(g, VXK_GPU_MAX_ROW_PAGES), ""), LLVMBuildZExt(g->b, p, g->i64, ""), "");
+  return elem(g, g->i32, gaddr(g, arg(g, VXK_GPU_KEYS)), idx);
+}
+
+static LLVMValueRef key_at(Gx *g, LLVMValueRef p) { return load(g, g->i32, scratch(g, 0, p)); }
+
+/* The token mask a where() condition gives the element's page: per token when the
+ * condition has a token axis, else every token of the page. */
+static LLVMValueRef where_mask(Gx *g, const VirStore *w, int *coord) {
+  const VirAxis *tok = NULL;
+  for (int i = 0; i < w->dst->rank; i++)
+    if (w->axes[i]->role == AX_TOKEN)
+      tok = w->axes[i];
+  if (!tok) {
+    Ev c = eval(g, w->value, coord);
+    LLVMValueRef on = cg_expr_convert(&g->e, c.val, w->value->type, TY_BOOL);
+    return LLVMBuildSelect(g->b, and_valid(g, c.valid, on), full_mask(g, g->page), c32(g, 0), "");
+  }
+  LLVMValueRef bits = c32(g, 0);
+  for (int t = 0; t < g->s.P; t++) {
+    coord[tok->id] = t;
+    Ev c = eval(g, w->value, coord);
+    LLVMValueRef on = and_valid(g, c.valid, cg_expr_convert(&g->e, c.val, w->value->type, TY_BOOL));
+    bits = LLVMBuildOr(g->b, bits, LLVMBuildShl(g->b, LLVMBuildZExt(g->b, on, g->i32, ""), c32(g, t), ""), "");
+  }
+  return LLVMBuildAnd(g->b, bits, full_mask(g, g->page), "");
+}
+
+/* Evaluates the select hook for every page of the row: the top() score's order key (0 for
+ * kept pages) and the union of the where() masks, into KEYS. */
+static void score_sweep(Gx *g, const VirKernel *k, const VirStore *score, const VirStore *const *wheres, int nwheres) {
   g->k = k;
   g->lanes = g->s.D / CPL;
   LLVMValueRef t = tid(g);
@@ -1065,26 +1097,24 @@ static void score_sweep(Gx *g, const VirKernel *k, const VirStore *score) {
   g->page = LLVMBuildSelect(g->b, valid, p, last, "");
   g->page_phys = page_of(g, g->page);
   new_element(g);
-  Ev s = eval(g, score->value, coord);
-  LLVMValueRef key = order_key(g, cg_expr_convert(&g->e, s.val, score->value->type, TY_F32));
-  LLVMValueRef kept = LLVMBuildICmp(g->b, LLVMIntNE, kept_mask(g, g->page), c32(g, 0), "");
-  key = LLVMBuildSelect(g->b, kept, c32(g, 0), key, "");
-  LLVMValueRef keys = gaddr(g, arg(g, VXK_GPU_KEYS));
-  LLVMValueRef idx = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, LLVMBuildZExt(g->b, g->row, g->i64, ""), arg(g, VXK_GPU_MAX_ROW_PAGES), ""),
-                                  LLVMBuildZExt(g->b, g->page, g->i64, ""), "");
+  LLVMValueRef key = NULL, wmask = c32(g, 0);
+  if (score) {
+    Ev s = eval(g, score->value, coord);
+    key = order_key(g, cg_expr_convert(&g->e, s.val, score->value->type, TY_F32));
+    LLVMValueRef kept = LLVMBuildICmp(g->b, LLVMIntNE, kept_mask(g, g->page), c32(g, 0), "");
+    key = LLVMBuildSelect(g->b, kept, c32(g, 0), key, "");
+  }
+  for (int i = 0; i < nwheres; i++)
+    wmask = LLVMBuildOr(g->b, wmask, where_mask(g, wheres[i], coord), "");
   LLVMBasicBlockRef j = if_then(g, LLVMBuildAnd(g->b, valid, LLVMBuildICmp(g->b, LLVMIntEQ, g->lane, c32(g, 0), ""), ""));
-  LLVMBuildStore(g->b, key, elem(g, g->i32, keys, idx));
+  if (key)
+    LLVMBuildStore(g->b, key, scratch(g, 0, g->page));
+  if (nwheres)
+    LLVMBuildStore(g->b, wmask, scratch(g, 1, g->page));
   end_if(g, j);
   loop_end(g, &l);
   free(coord);
   g->k = NULL;
-}
-
-static LLVMValueRef key_at(Gx *g, LLVMValueRef p) {
-  LLVMValueRef keys = gaddr(g, arg(g, VXK_GPU_KEYS));
-  LLVMValueRef idx = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, LLVMBuildZExt(g->b, g->row, g->i64, ""), arg(g, VXK_GPU_MAX_ROW_PAGES), ""),
-                                  LLVMBuildZExt(g->b, p, g->i64, ""), "");
-  return load(g, g->i32, elem(g, g->i32, keys, idx));
 }
 
 /* Radix select over KEYS: afterwards sh_state holds {threshold T, how many keys equal to T to
@@ -1160,7 +1190,7 @@ static void radix_select(Gx *g, LLVMValueRef budget_pages, LLVMValueRef hist, LL
 
 /* Writes SEL_N, SEL_IDX and SEL_MASK: pages in ascending order with their token masks. take
  * says whether a page is chosen by top() (given its key, and its rank among equal keys). */
-static void compact(Gx *g, bool has_top, LLVMValueRef all_mode, LLVMValueRef st, LLVMValueRef scan) {
+static void compact(Gx *g, bool has_top, bool has_where, LLVMValueRef all_mode, LLVMValueRef st, LLVMValueRef scan) {
   LLVMValueRef t = tid(g);
   LLVMValueRef per = LLVMBuildUDiv(g->b, LLVMBuildAdd(g->b, g->npages, c32(g, SEL_THREADS - 1), ""), c32(g, SEL_THREADS), "");
   LLVMValueRef lo = LLVMBuildMul(g->b, t, per, "");
@@ -1199,6 +1229,8 @@ static void compact(Gx *g, bool has_top, LLVMValueRef all_mode, LLVMValueRef st,
       take = LLVMBuildOr(g->b, take, chosen, "");
     }
     mask = LLVMBuildSelect(g->b, take, full, mask, "");
+    if (has_where)
+      mask = LLVMBuildOr(g->b, mask, LLVMBuildSelect(g->b, all_mode, c32(g, 0), load(g, g->i32, scratch(g, 1, p)), ""), "");
     LLVMValueRef sel = LLVMBuildICmp(g->b, LLVMIntNE, mask, c32(g, 0), "");
     if (pass == 1) {
       LLVMBasicBlockRef j = if_then(g, sel);
@@ -1232,10 +1264,21 @@ static void gen_select(Gx *g) {
     if (x->kind == VK_SELECT)
       k = x;
   const VirStore *score = score_store(g, k);
+  const VirStore *wheres[8];
+  int nwheres = 0;
   bool has_top = false, has_all = false;
   for (int i = 0; i < g->m->nselections; i++) {
-    has_top |= g->m->selections[i].kind == ND_TOP;
-    has_all |= g->m->selections[i].kind == ND_ALL;
+    const VirSelection *x = &g->m->selections[i];
+    has_top |= x->kind == ND_TOP;
+    has_all |= x->kind == ND_ALL;
+    if (x->kind == ND_WHERE) {
+      const VirStore *w = store_of_kernel(k, x->scores);
+      if (!w || nwheres == 8) {
+        gx_error(g, "a where() whose condition the select kernel does not compute", NULL);
+        return;
+      }
+      wheres[nwheres++] = w;
+    }
   }
   if (has_top && !score) {
     gx_error(g, "a top() whose score the select kernel does not compute", NULL);
@@ -1251,15 +1294,18 @@ static void gen_select(Gx *g) {
     LLVMValueRef b = LLVMBuildFPToSI(g->b, scalar_slot(g, budget_scalar(g)), g->i32, "");
     LLVMValueRef tokens = sel->unit == UNIT_PAGES ? LLVMBuildMul(g->b, b, c32(g, g->s.P), "") : b;
     /* a budget that covers the row selects all of it, as the CPU does */
-    all_mode = LLVMBuildICmp(g->b, LLVMIntSGE, tokens, g->len, "");
+    all_mode = LLVMBuildOr(g->b, all_mode, LLVMBuildICmp(g->b, LLVMIntSGE, tokens, g->len, ""), "");
     budget_pages = LLVMBuildSDiv(g->b, tokens, c32(g, g->s.P), "");
+  }
+  if (has_top || nwheres) {
     LLVMBasicBlockRef j = if_then(g, LLVMBuildNot(g->b, all_mode, ""));
-    score_sweep(g, k, score);
+    score_sweep(g, k, has_top ? score : NULL, wheres, nwheres);
     barrier(g);
-    radix_select(g, budget_pages, hist, st);
+    if (has_top)
+      radix_select(g, budget_pages, hist, st);
     end_if(g, j);
   }
-  compact(g, has_top, all_mode, st, scan);
+  compact(g, has_top, nwheres > 0, all_mode, st, scan);
   LLVMBuildRetVoid(g->b);
 }
 
