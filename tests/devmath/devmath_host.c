@@ -122,7 +122,7 @@ static void sweep_pow(Fn2 f, int shift, Worst *w) {
   }
   /* x near 1 (all of [1/2, 2) at a stride) with y up to the overflow range */
   for (uint32_t i = 0; i < (1u << 16); i++) {
-    float x = from_bits(0x3f000000u + i * 128 + (i & 127));
+    float x = from_bits(0x3f000000u + i * 256 + (i & 255));
     for (int j = 0; j < 256; j++) {
       float y = ldexpf(1.0f + (float)j / 256, j % 32 - 8) * (j & 1 ? -1.0f : 1.0f);
       pow_case(f, x, y, w);

@@ -61,17 +61,16 @@ static bool check(const char *text, const char *what) {
     fprintf(stderr, "devmath_ptx (%s): not PTX ISA 8.0\n", what);
     ok = false;
   }
-  for (const char *line = text; *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : line + strlen(line)) {
+  for (const char *line = text; *line;) {
     size_t len = strcspn(line, "\n");
     char l[512];
     snprintf(l, sizeof l, "%.*s", (int)(len < sizeof l ? len : sizeof l - 1), line);
+    line += len + (line[len] == '\n');
     char *comment = strstr(l, "//");
     if (comment)
       *comment = 0;
     const char *op = l + strspn(l, " \t");
-    bool bad = strstr(l, ".extern") || strstr(l, ".approx") ||
-               (!strncmp(op, "call", 4) && !strstr(op, "vx_devmath_"));
-    if (bad) {
+    if (strstr(l, ".extern") || strstr(l, ".approx") || (!strncmp(op, "call", 4) && !strstr(op, "vx_devmath_"))) {
       fprintf(stderr, "devmath_ptx (%s): %s\n", what, l);
       ok = false;
     }
