@@ -62,7 +62,7 @@ typedef struct Report {
   bool estimate;            /* selected depends on the data (where()); uses opt.density */
   bool select_all;
   bool token_granular, per_head;
-  bool scoring_skipped;     /* the budget covers the row: no scoring (DESIGN.md section 4) */
+  bool scoring_skipped;     /* the budget covers the row: the runtime skips scoring */
   ReportCost scoring;       /* the select kernel */
   ReportCost attention;     /* the attend kernel: softmax(q.k) v over the selection + modifiers */
   double modifier_flops;    /* the part of attention.flops spent in the logit modifiers */
