@@ -920,6 +920,12 @@ static bool check_supported(Gx *g) {
     gx_error(g, "this shape (P <= 32, G <= 16, D / 8 a power of two up to 256, 128 for f32, are supported):", g->suffix);
     return false;
   }
+  /* attend's CTA merge keeps every lane group's o[G][D] in static shared memory (48 KB) */
+  int groups = VXK_GPU_ATTEND_THREADS / 32 * (32 / (g->s.D * kv_size(g) / 16));
+  if ((long)groups * g->s.G * g->s.D * 4 + 4 * ATT_SEG * 3 + 1024 > 48 * 1024) {
+    gx_error(g, "this shape (attend's merge would need more than 48 KB of shared memory):", g->suffix);
+    return false;
+  }
   return true;
 }
 

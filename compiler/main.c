@@ -20,7 +20,9 @@
 #endif
 
 /* EMIT_ARTIFACT, the default, compiles FILE to a loadable artifact. */
-typedef enum Emit { EMIT_ARTIFACT, EMIT_TOKENS, EMIT_AST, EMIT_IR, EMIT_LLVM } Emit;
+typedef enum Emit { EMIT_ARTIFACT, EMIT_TOKENS, EMIT_AST, EMIT_IR, EMIT_LLVM, EMIT_PTX } Emit;
+
+enum { MAX_TARGETS = 4, MAX_SHAPES = 32 };
 
 typedef struct Options {
   const char *input;
@@ -31,6 +33,10 @@ typedef struct Options {
   const char *output; /* -o */
   int opt_level;      /* -O1 (default) or -O2 */
   ReportOptions report;
+  const char *targets[MAX_TARGETS]; /* --target sm_90 ... */
+  int ntargets;
+  CgShape shapes[MAX_SHAPES];       /* --shape D=..,G=..,P=..,kv=.. */
+  int nshapes;
 } Options;
 
 static void usage(FILE *out) {
@@ -48,6 +54,12 @@ static void usage(FILE *out) {
         "  --emit=ast            print the checked syntax tree of FILE\n"
         "  --emit=ir             print FILE's VIR after the passes (docs/ir.md)\n"
         "  --emit=llvm           print the optimised LLVM IR of FILE's host code\n"
+        "  --target sm_90        also compile GPU kernels (PTX) for sm_90 or sm_80; repeatable\n"
+        "  --shape D=128,G=4,P=16,kv=bf16\n"
+        "                        a shape the GPU kernels are specialised on (kv: f32, f16, bf16);\n"
+        "                        repeatable; default: D 64 and 128 x G 1, 4 and 8 x P 16 x bf16\n"
+        "                        and f32\n"
+        "  --emit=ptx            print the PTX of the first --target (sm_90 if none)\n"
         "  --report[=text|json]  print bytes read and FLOPs per decode step and row, and the\n"
         "                        predicted speedup over dense (docs/report.md); needs:\n"
         "    --context N           tokens in the row\n"
@@ -104,8 +116,28 @@ static int parse_options(int argc, char **argv, Options *o) {
       o->emit = EMIT_IR;
     } else if (!strcmp(a, "--emit=llvm")) {
       o->emit = EMIT_LLVM;
+    } else if (!strcmp(a, "--emit=ptx")) {
+      o->emit = EMIT_PTX;
+    } else if (!strcmp(a, "--target")) {
+      if (i + 1 >= argc)
+        return usage_error("%s", "--target needs an sm (sm_90 or sm_80)");
+      const char *t = argv[++i];
+      if (strcmp(t, "sm_90") && strcmp(t, "sm_80"))
+        return usage_error("unknown --target '%s' (expected sm_90 or sm_80)", t);
+      if (o->ntargets == MAX_TARGETS)
+        return usage_error("%s", "too many --target options");
+      o->targets[o->ntargets++] = t;
+    } else if (!strcmp(a, "--shape")) {
+      if (i + 1 >= argc)
+        return usage_error("%s", "--shape needs D=..,G=..,P=..,kv=..");
+      char err[160];
+      if (o->nshapes == MAX_SHAPES)
+        return usage_error("%s", "too many --shape options");
+      if (!cg_shape_parse(argv[++i], &o->shapes[o->nshapes], err, sizeof err))
+        return usage_error("%s", err);
+      o->nshapes++;
     } else if (!strncmp(a, "--emit=", 7)) {
-      return usage_error("unknown --emit kind '%s' (expected tokens, ast, ir or llvm)", a + 7);
+      return usage_error("unknown --emit kind '%s' (expected tokens, ast, ir, llvm or ptx)", a + 7);
     } else if (!strcmp(a, "--diagnostics=json") || !strcmp(a, "--diagnostics=text")) {
       o->format = a[14] == 'j' ? DIAG_JSON : DIAG_TEXT;
       o->format_given = true;
@@ -127,6 +159,12 @@ static int parse_options(int argc, char **argv, Options *o) {
     return usage_error("%s", "--report excludes --check and --emit");
   if (o->output && (o->check || o->report.enabled || o->emit != EMIT_ARTIFACT))
     return usage_error("%s", "-o goes with compiling to an artifact, not with --check, --emit or --report");
+  if ((o->ntargets || o->nshapes) && o->emit != EMIT_ARTIFACT && o->emit != EMIT_PTX)
+    return usage_error("%s", "--target and --shape go with compiling to an artifact or --emit=ptx");
+  if (o->emit == EMIT_PTX && !o->ntargets)
+    o->targets[o->ntargets++] = "sm_90";
+  if (o->ntargets && !o->nshapes)
+    o->nshapes = cg_default_shapes(o->shapes, MAX_SHAPES);
   if (!report_check_options(&o->report))
     return 2;
   if (o->report.enabled && o->report.json && !o->format_given)
@@ -273,13 +311,31 @@ static int back_end(Compilation *c, const Options *o) {
     return 0;
   }
   CgHostResult r = {0};
-  bool ok = (o->emit == EMIT_LLVM || pkg_fits(m, &c->diags, c->policy->span)) &&
-            cg_host_compile(m, &c->diags, c->policy->span, o->opt_level, o->emit == EMIT_LLVM, &r);
+  CgPtxResult ptx[MAX_TARGETS] = {0};
+  bool ok = true;
+  if (o->emit == EMIT_ARTIFACT || o->emit == EMIT_LLVM)
+    ok = (o->emit == EMIT_LLVM || pkg_fits(m, &c->diags, c->policy->span)) &&
+         cg_host_compile(m, &c->diags, c->policy->span, o->opt_level, o->emit == EMIT_LLVM, &r);
+  for (int i = 0; ok && i < o->ntargets && (o->emit == EMIT_ARTIFACT || i == 0); i++)
+    ok = cg_nvptx_compile(m, &c->diags, c->policy->span, o->targets[i], o->shapes, o->nshapes, false, &ptx[i]);
   if (ok && o->emit == EMIT_LLVM) {
     fputs(r.llvm_ir, stdout);
+  } else if (ok && o->emit == EMIT_PTX) {
+    fputs(ptx[0].ptx, stdout);
   } else if (ok) {
-    ok = pkg_write(m, &c->src, &r, path, &c->diags, c->policy->span);
+    char names[MAX_SHAPES][32];
+    const char *shape_names[MAX_SHAPES];
+    for (int i = 0; i < o->nshapes; i++) {
+      cg_shape_name(&o->shapes[i], names[i], sizeof names[i]);
+      shape_names[i] = names[i];
+    }
+    PkgPtx sections[MAX_TARGETS];
+    for (int i = 0; i < o->ntargets; i++)
+      sections[i] = (PkgPtx){o->targets[i], &ptx[i], shape_names, o->nshapes};
+    ok = pkg_emit(m, &c->src, &r, sections, o->ntargets, path, NULL, NULL, &c->diags, c->policy->span);
   }
+  for (int i = 0; i < o->ntargets; i++)
+    cg_ptx_result_free(&ptx[i]);
   cg_host_result_free(&r);
   free(path);
   if (!ok && output_io_error(&c->diags))
@@ -317,7 +373,7 @@ int main(int argc, char **argv) {
   if (nerrors == 0 && o.report.enabled) {
     VirModule *m = middle_end(&c);
     rc = m ? report_run(m, &o.report, stdout, stderr) : 3;
-  } else if (nerrors == 0 && !o.check && (o.emit == EMIT_ARTIFACT || o.emit == EMIT_IR || o.emit == EMIT_LLVM)) {
+  } else if (nerrors == 0 && !o.check && (o.emit == EMIT_ARTIFACT || o.emit == EMIT_IR || o.emit == EMIT_LLVM || o.emit == EMIT_PTX)) {
     rc = back_end(&c, &o);
   }
   front_destroy(&c);
