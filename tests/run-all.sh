@@ -53,8 +53,8 @@ ctest_stage "ctest (normal build)" "$out/release" -LE fuzz
 # CTest hides the output of passing tests: show what the benchmarks measured.
 grep -hE '^bench_[a-z_]+: ' "$out/release/Testing/Temporary/LastTest.log" 2>/dev/null || true
 
-stage "main job: vxc --check over stdlib/ and examples/, every stdlib policy to an artifact, run_policy on quest and streaming"
-# README.md's main job (until vx-serve exists): the whole path from .vx to attention output.
+stage "main job: vxc --check over stdlib/ and examples/, every stdlib policy to an artifact, run_policy on quest and streaming, vx-serve generate with quest"
+# README.md's main job: the whole path from .vx to attention output, then to a real model's text.
 vxc=$out/release/vxc
 policies=$out/release/policies
 mkdir -p "$policies"
@@ -73,6 +73,14 @@ for p in quest streaming; do
     "$out/release/examples/run_policy" "$policies/$p.vxp" || nbad=$((nbad + 1))
   fi
 done
+models=$repo/../shared/models
+if [ -f "$models/stories260K.bin" ] && [ -f "$policies/quest.vxp" ]; then
+  "$out/release/runtime/serve/vx-serve" generate --model "$models/stories260K.bin" \
+    --tokenizer "$models/tok512.bin" --policy "$policies/quest.vxp" --param budget=64 \
+    --prompt 'Once upon a time' -n 128 || nbad=$((nbad + 1))
+else
+  echo "vx-serve generate skipped: $models/stories260K.bin not found"
+fi
 if [ "$nbad" -ne 0 ]; then failed+=("main job ($nbad failures)"); fi
 
 if [ "${VX_SKIP_ASAN:-0}" != 1 ]; then

@@ -254,6 +254,8 @@ static int decode_step(serve_engine *e, char *err) {
       engine_request *r = e->active[i];
       if (!e->rows[i].measure)
         continue;
+      if (r->on_measure)
+        r->on_measure(r->user, r, l, e->err + i * kvh, e->mass + i * kvh);
       for (int h = 0; h < kvh; h++) {
         engine_acc *a = &r->acc[l * kvh + h];
         double er = e->err[i * kvh + h], ms = e->mass[i * kvh + h];

@@ -29,6 +29,10 @@ typedef struct engine_request {
   int measure;         /* fill acc (sparse requests) */
   struct engine_request *twin; /* same prompt: prefill once, copy the K/V (may be NULL) */
   engine_acc *acc;     /* [layers][kv_heads] when measure */
+  /* when measure: called per decode step and layer with err, mass [kv_heads] (may be NULL) */
+  void (*on_measure)(void *user, const struct engine_request *r, int layer, const float *err,
+                     const float *mass);
+  void *user;
   /* out */
   int *out;            /* [max_new] generated tokens, malloc'd by the engine */
   int nout;
