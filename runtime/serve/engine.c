@@ -207,14 +207,11 @@ static int admit(serve_engine *e, engine_request *r, char *err) {
     ATTN(prefill(e->attn, tw->row, tw->sparse));
   e->st.prefill_tokens += r->nprompt;
   e->st.prefill_s += now() - t0;
-  float *lg = e->logits + (size_t)c->vocab; /* a copy for the twin: sampling may reorder */
-  if (tw && e->max_batch > 1)
-    memcpy(lg, e->logits, (size_t)c->vocab * sizeof(float));
   r->pos = r->nprompt;
-  emit(r, sampler_next(&r->smp, e->logits));
+  emit(r, sampler_next(&r->smp, e->logits)); /* sampling reads the logits, never writes them */
   if (tw) {
     tw->pos = tw->nprompt;
-    emit(tw, sampler_next(&tw->smp, lg));
+    emit(tw, sampler_next(&tw->smp, e->logits));
   }
   return 0;
 }

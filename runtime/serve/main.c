@@ -403,8 +403,8 @@ static char *read_text_file(const char *path, size_t *len) {
 static void generate_usage(FILE *f) {
   fprintf(f,
           "usage: vx-serve generate --model PATH [--tokenizer PATH] [--policy P] [options]\n"
-          "  --prompt TEXT | --prompt-file PATH   (repeatable: the prompts decode as one batch;\n"
-          "                                        none: generate from BOS alone)\n"
+          "  --prompt TEXT | --prompt-file PATH   (repeatable: the prompts share decode steps,\n"
+          "                                        --batch at a time; none: from BOS alone)\n"
           "  -n N                tokens to generate per prompt (default 64)\n"
           "  --temperature T     0 = greedy (default); --top-k K; --top-p P; --seed N\n"
           "  --stop ID           a token id that ends generation (repeatable; default: the\n"
@@ -490,8 +490,6 @@ static int cmd_generate(int argc, char **argv) {
     is_file_prompt[0] = 0;
     nprompts = 1;
   }
-  if (x.o.batch < nprompts)
-    x.o.batch = nprompts;
   int rc = 1;
   char err[MODEL_ERR_LEN];
   engine_request *req = calloc((size_t)nprompts, sizeof *req);

@@ -48,7 +48,7 @@ static int by_prob(const void *a, const void *b) {
   return x < y ? 1 : x > y ? -1 : (*(const int *)a - *(const int *)b);
 }
 
-int sampler_next(sampler *s, float *logits) {
+int sampler_next(sampler *s, const float *logits) {
   int V = s->vocab;
   if (s->o.temperature <= 0)
     return sample_argmax(logits, V);

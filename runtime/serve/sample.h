@@ -22,8 +22,8 @@ typedef struct sampler {
 
 int sampler_init(sampler *s, const sample_opts *o, int vocab);
 void sampler_free(sampler *s);
-/* Picks the next token from logits[vocab] (overwritten). */
-int sampler_next(sampler *s, float *logits);
+/* Picks the next token from logits[vocab] (only read). */
+int sampler_next(sampler *s, const float *logits);
 int sample_argmax(const float *x, int n);
 
 #endif
