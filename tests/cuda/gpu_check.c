@@ -155,8 +155,10 @@ static void download_f32(vxrt_device *dev, uint64_t src, vxrt_dtype io, float *d
 
 /* The near-tie rule on one row's selection (bytes [H][G][tokens]): pages swapped one for one,
  * at most max(1, selected pages / 64). Returns 1 if acceptable; *swapped gets the count. */
-static int selection_ok(const uint8_t *gpu, const uint8_t *cpu, size_t tokens, int P, int G, int *swapped) {
+static int selection_ok(const uint8_t *gpu, const uint8_t *cpu, size_t tokens, int P, int G, int *swapped,
+                        int *differ) {
   int worst = 0, ok = 1;
+  *differ = 0;
   for (int h = 0; h < H * G; h++) {
     const uint8_t *a = gpu + (size_t)h * tokens, *b = cpu + (size_t)h * tokens;
     int only_gpu = 0, only_cpu = 0, pages = 0;
@@ -173,6 +175,7 @@ static int selection_ok(const uint8_t *gpu, const uint8_t *cpu, size_t tokens, i
       only_gpu += ia && !ib;
       only_cpu += ib && !ia;
     }
+    *differ += only_gpu + only_cpu;
     int allowed = pages / 64 > 1 ? pages / 64 : 1;
     if (only_gpu || only_cpu) ok &= only_gpu == only_cpu && na == nb && only_gpu <= allowed;
     if (only_gpu > worst) worst = only_gpu;
@@ -268,7 +271,7 @@ static void run_shape(vxrt_device *gpu, vxrt_device *cpu, const Config *c, const
     if (!ready) break;
     for (int l = 0; l < L; l++) {
       double worst = 0, worst_lse = 0;
-      int swaps = 0, sel_ok = 1, ab = 1, ac = 1;
+      int swaps = 0, sel_ok = 1, ab = 1, ac = 1, differ = 0;
       download_f32(gpu, A.out[l], io, go, NROWS * hgd);
       vxrt_buffer_download(gpu, gl, A.lse[l], sizeof(float) * NROWS * hg);
       for (int r = 0; r < NROWS; r++) {
@@ -279,8 +282,9 @@ static void run_shape(vxrt_device *gpu, vxrt_device *cpu, const Config *c, const
           double d = fabs((double)gl[r * hg + i] - rl[at * hg + i]);
           worst_lse = d > worst_lse ? d : worst_lse;
         }
-        int sw;
-        int ok = selection_ok(gpu_sel[l] + r * sel_bytes, ref_sel + at * sel_bytes, tokens, sh->P, sh->G, &sw);
+        int sw, d;
+        int ok = selection_ok(gpu_sel[l] + r * sel_bytes, ref_sel + at * sel_bytes, tokens, sh->P, sh->G, &sw, &d);
+        differ += d;
         if (sw) printf("  near-tie: step %d layer %d row %d: %d page(s) swapped against the CPU\n", step, l, r, sw);
         sel_ok &= ok;
         swaps += sw;
@@ -301,7 +305,8 @@ static void run_shape(vxrt_device *gpu, vxrt_device *cpu, const Config *c, const
       free(y);
       report(worst <= tol && worst_lse <= tol * 10, "%s step %d layer %d (%s buffers): output rel err %.2e, lse abs err %.2e (tol %.0e)",
              sh->name, step, l, vxrt_dtype_name(io), worst, worst_lse, tol);
-      report(sel_ok, "%s step %d layer %d: selections equal the CPU's (%d near-tie swaps)", sh->name, step, l, swaps);
+      report(sel_ok, "%s step %d layer %d: selections equal the CPU's (%d near-tie swaps; %d (head, page) pairs differ)",
+             sh->name, step, l, swaps, differ);
       report(ab, "%s step %d layer %d: two runs bit-identical", sh->name, step, l);
       report(ac, "%s step %d layer %d: graph replay equals direct launches bit for bit", sh->name, step, l);
     }
@@ -312,12 +317,12 @@ static void run_shape(vxrt_device *gpu, vxrt_device *cpu, const Config *c, const
     float *o1 = malloc(sizeof(float) * hgd), *o2 = malloc(sizeof(float) * hgd);
     float *l1 = malloc(sizeof(float) * hg), *l2 = malloc(sizeof(float) * hg);
     uint8_t *s1 = malloc(sel_bytes), *s2 = malloc(sel_bytes);
-    int sw = 0;
+    int sw = 0, d = 0;
     if (ok_call(vxrt_select(A.st, A.rows[r], 0, qf, s1), "per-row gpu select") &&
         ok_call(vxrt_attend(A.st, A.rows[r], 0, qf, o1, l1), "per-row gpu attend") &&
         ok_call(vxrt_select(ref.st, ref.rows[r], 0, qf, s2), "per-row cpu select") &&
         ok_call(vxrt_attend(ref.st, ref.rows[r], 0, qf, o2, l2), "per-row cpu attend")) {
-      report(rel_err(o1, o2, hgd) <= 1e-4 && selection_ok(s1, s2, tokens, sh->P, sh->G, &sw),
+      report(rel_err(o1, o2, hgd) <= 1e-4 && selection_ok(s1, s2, tokens, sh->P, sh->G, &sw, &d),
              "%s per-row vxrt_select/vxrt_attend on CUDA: rel err %.2e, %d near-tie swaps", sh->name,
              rel_err(o1, o2, hgd), sw);
     }

@@ -30,7 +30,7 @@ int mock_nlog, mock_njit;
 size_t mock_mem_limit = (size_t)1 << 34;
 
 typedef struct fn_st { char name[128]; } fn_st;
-typedef struct mod_st { char *text; } mod_st;
+typedef struct mod_st { char *text; fn_st *fns[64]; int nfns; } mod_st; /* functions belong to the module */
 typedef struct graph_st { mock_launch *l; int n, cap; } graph_st;
 typedef struct stream_st { int capturing; graph_st *g; } stream_st;
 typedef struct event_st { double ms; } event_st;
@@ -75,7 +75,7 @@ res cuGetErrorString(res r, const char **s) { (void)r; *s = "mock driver error";
 
 res cuMemAlloc_v2(uint64_t *p, size_t bytes) {
   if (bytes > mock_mem_limit) return E_OOM;
-  void *x = malloc(bytes ? bytes : 1);
+  void *x = calloc(1, bytes ? bytes : 1); /* zeroed: nothing runs to write the outputs */
   if (!x) return E_OOM;
   *p = (uint64_t)(uintptr_t)x;
   return OK;
@@ -127,6 +127,7 @@ res cuModuleLoadDataEx(mod_st **m, const void *image, unsigned n, unsigned *o, v
   return load_text(m, image);
 }
 res cuModuleUnload(mod_st *m) {
+  for (int i = 0; i < m->nfns; i++) free(m->fns[i]);
   free(m->text);
   free(m);
   return OK;
@@ -134,8 +135,8 @@ res cuModuleUnload(mod_st *m) {
 res cuModuleGetFunction(fn_st **f, mod_st *m, const char *name) {
   char want[160];
   snprintf(want, sizeof want, ".entry %s(", name);
-  if (!strstr(m->text, want)) return E_NOT_FOUND;
-  *f = calloc(1, sizeof **f);
+  if (!strstr(m->text, want) || m->nfns == 64) return E_NOT_FOUND;
+  *f = m->fns[m->nfns++] = calloc(1, sizeof **f);
   snprintf((*f)->name, sizeof (*f)->name, "%s", name);
   return OK;
 }
