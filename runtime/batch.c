@@ -35,7 +35,8 @@ struct vxrt_batch {
   int32_t *staging;    /* pinned: lengths [max_slots], prefill [max_slots], tables */
   uint64_t meta;       /* device: the same layout */
   uint64_t sel_n, sel_idx, sel_mask, keys, partials, counters;
-  int *uploaded;       /* [max_slots]: page-table entries of the slot on the device */
+  int *uploaded;       /* [max_slots]: page-table entries of the slot on the device ... */
+  uint32_t *generation; /* ... of the row opened this many times (a reopened row: all again) */
   vxcu_event ev;       /* recorded after the last upload from staging */
   int ev_pending;
 };
@@ -94,6 +95,7 @@ vxrt_status vxrt_batch_free(vxrt_batch *b) {
   free(b->k1);
   free(b->v1);
   free(b->uploaded);
+  free(b->generation);
   atomic_fetch_sub(&b->dev->live, 1);
   free(b);
   return VXRT_OK;
@@ -179,6 +181,7 @@ vxrt_status vxrt_batch_create(vxrt_state *st, int max_slots, vxrt_batch **out) {
   b->base = calloc(ms, sizeof(int64_t));
   b->prefill = calloc(ms, sizeof(int64_t));
   b->uploaded = calloc(ms, sizeof(int));
+  b->generation = calloc(ms, sizeof(uint32_t));
   if (!is_cuda(b)) {
     b->qsel = malloc(sizeof(float) * ms * hgd);
     b->q1 = malloc(sizeof(float) * hgd);
@@ -188,7 +191,7 @@ vxrt_status vxrt_batch_create(vxrt_state *st, int max_slots, vxrt_batch **out) {
     b->v1 = malloc(sizeof(float) * (size_t)b->H * (size_t)b->D);
   }
   vxrt_status s = VXRT_OK;
-  if (!b->rows || !b->base || !b->prefill || !b->uploaded ||
+  if (!b->rows || !b->base || !b->prefill || !b->uploaded || !b->generation ||
       (!is_cuda(b) && (!b->qsel || !b->q1 || !b->o1 || !b->l1 || !b->k1 || !b->v1)))
     s = vxrt_fail(VXRT_ERR_OUT_OF_MEMORY, "out of host memory creating a batch of %d slots",
                   max_slots);
@@ -265,6 +268,9 @@ static vxrt_status upload(vxrt_batch *b, vxrt_stream *s) {
     pre[i] = (int32_t)b->prefill[i];
     int npages;
     const int32_t *t = vxrt_cache_table(b->st->cache, b->rows[i], &npages);
+    uint32_t gen = vxrt_cache_row_generation(b->st->cache, b->rows[i]);
+    if (gen != b->generation[i]) b->uploaded[i] = 0;
+    b->generation[i] = gen;
     int from = b->uploaded[i];
     if (npages <= from) continue;
     size_t at = (size_t)i * (size_t)b->max_row_pages + (size_t)from;
@@ -351,7 +357,7 @@ vxrt_status vxrt_batch_stage_row(vxrt_batch *b, int row, int64_t len, int64_t pr
                                  vxrt_stream *s) {
   vxrt_status st = wait_staging(b);
   if (st) return st;
-  b->uploaded[0] = 0; /* the row may have been closed and reopened since: send it all */
+  if (b->nslots != 1 || b->rows[0] != row) b->uploaded[0] = 0; /* (a reopened row: upload()) */
   b->rows[0] = row;
   b->nslots = 1;
   b->base[0] = len;

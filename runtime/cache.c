@@ -29,6 +29,7 @@ struct vxrt_cache {
   int *npages;            /* pages owned per row */
   int64_t *lengths;       /* max_rows x layers token counts */
   unsigned char *open;    /* per row */
+  uint32_t *opened;       /* per row: how often it was opened (batches notice a reopened row) */
   int *free_rows;         /* stack of closed row ids */
   int nfree_rows;
   unsigned char *staging; /* one block, converting to/from device memory (CUDA only) */
@@ -73,6 +74,7 @@ static void free_host_parts(vxrt_cache *c) {
   free(c->npages);
   free(c->lengths);
   free(c->open);
+  free(c->opened);
   free(c->free_rows);
   free(c->staging);
   free(c);
@@ -104,9 +106,10 @@ vxrt_status vxrt_cache_create(vxrt_device *dev, const vxrt_cache_desc *desc, vxr
   c->npages = calloc((size_t)desc->max_rows, sizeof(int));
   c->lengths = calloc((size_t)desc->max_rows * (size_t)desc->layers, sizeof(int64_t));
   c->open = calloc((size_t)desc->max_rows, 1);
+  c->opened = calloc((size_t)desc->max_rows, sizeof(uint32_t));
   c->free_rows = malloc(sizeof(int) * (size_t)desc->max_rows);
   c->staging = dev->info.kind == VXRT_CUDA ? malloc(c->block_bytes) : NULL;
-  if (!c->free_pages || !c->tables || !c->npages || !c->lengths || !c->open || !c->free_rows ||
+  if (!c->free_pages || !c->tables || !c->npages || !c->lengths || !c->open || !c->opened || !c->free_rows ||
       (dev->info.kind == VXRT_CUDA && !c->staging)) {
     st = vxrt_fail(VXRT_ERR_OUT_OF_MEMORY, "out of host memory creating a cache");
     goto fail;
@@ -179,6 +182,7 @@ vxrt_status vxrt_row_open(vxrt_cache *c, int *row) {
     return vxrt_fail(VXRT_ERR_POOL_FULL, "all %d rows of the cache are open", c->d.max_rows);
   int r = c->free_rows[--c->nfree_rows];
   c->open[r] = 1;
+  c->opened[r]++;
   c->npages[r] = 0;
   memset(&c->lengths[(size_t)r * (size_t)c->d.layers], 0, sizeof(int64_t) * (size_t)c->d.layers);
   *row = r;
@@ -340,6 +344,8 @@ vxrt_device *vxrt_cache_device(const vxrt_cache *c) { return c->dev; }
 vxrt_status vxrt_cache_row_check(const vxrt_cache *c, int row, const char *fn) {
   return check_row(c, row, fn);
 }
+
+uint32_t vxrt_cache_row_generation(const vxrt_cache *c, int row) { return c->opened[row]; }
 
 const int32_t *vxrt_cache_table(const vxrt_cache *c, int row, int *npages) {
   *npages = c->npages[row];

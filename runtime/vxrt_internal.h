@@ -66,6 +66,8 @@ vxrt_status vxrt_policy_gpu_function(const vxrt_policy *pol, const char *kind, c
 vxrt_device *vxrt_cache_device(const vxrt_cache *c);
 vxrt_status vxrt_cache_row_check(const vxrt_cache *c, int row, const char *fn);
 const int32_t *vxrt_cache_table(const vxrt_cache *c, int row, int *npages);
+/* Changes each time the row is opened: a batch re-sends the page table of a reopened row. */
+uint32_t vxrt_cache_row_generation(const vxrt_cache *c, int row);
 vxrt_status vxrt_cache_reserve(vxrt_cache *c, int row, int64_t tokens);
 vxrt_status vxrt_cache_write(vxrt_cache *c, int row, int layer, int64_t pos, const float *k,
                              const float *v, int ntokens);

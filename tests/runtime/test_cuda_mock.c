@@ -269,6 +269,34 @@ static void quest(vxrt_device *dev) {
   RT_EXPECT(vxrt_batch_commit(bt), VXRT_OK, NULL);
   vxrt_graph_free(g);
 
+  /* A row closed and reopened under the same id: its new page table reaches the mirror. */
+  RT_EXPECT(vxrt_row_close(cache, rows[0]), VXRT_OK, NULL);
+  int again = -1;
+  RT_EXPECT(vxrt_row_open(cache, &again), VXRT_OK, NULL);
+  RT_CHECK(again == rows[0], "the row id is reused (%d)", again);
+  for (int l = 0; l < L; l++) {
+    vxrt_append(cache, rows[2], l, kv, kv, 40); /* takes the freed pages first */
+    vxrt_append(cache, again, l, kv, kv, 5);
+    RT_EXPECT(vxrt_prefill(st, again, l), VXRT_OK, NULL);
+  }
+  vxrt_append(cache, again, 0, kv, kv, 1); /* layers at different lengths are refused */
+  RT_EXPECT(vxrt_batch_prepare(bt, 1, s), VXRT_ERR_STATE, "at one length");
+  vxrt_append(cache, again, 1, kv, kv, 1);
+  vxrt_append(cache, rows[2], 0, kv, kv, 1); /* rows[2] was not prefilled again: fine, */
+  vxrt_append(cache, rows[2], 1, kv, kv, 1); /* its prefill length stays */
+  RT_EXPECT(vxrt_batch_prepare(bt, 1, s), VXRT_OK, NULL);
+  RT_EXPECT(vxrt_decode_append(bt, 0, K, K, s), VXRT_OK, NULL);
+  {
+    int32_t pages[16];
+    int np;
+    vxrt_row_pages(cache, again, pages, 16, &np);
+    int same = np == 1 && i32_at(slot(last(), VXK_GPU_PAGE_TABLE), 0) == pages[0] &&
+               i32_at(slot(last(), VXK_GPU_LENGTHS), 0) == 7;
+    RT_CHECK(same, "a reopened row's page table and length are uploaded again (%d pages, first %d, mirror %d)", np,
+             pages[0], i32_at(slot(last(), VXK_GPU_PAGE_TABLE), 0));
+  }
+  RT_EXPECT(vxrt_batch_commit(bt), VXRT_OK, NULL);
+
   /* Events. */
   vxrt_event *e0, *e1;
   float ms = -1;
