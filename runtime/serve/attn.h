@@ -30,6 +30,10 @@ typedef struct serve_attn_ops {
   int (*read)(serve_attn *a, int row, int layer, int n, float *k, float *v);
   /* The prompt is in every layer: summarise it for the policies the row will use. */
   int (*prefill)(serve_attn *a, int row, int sparse);
+  /* Bracket one decode step over all layers (a batched backend sets its rows and uploads
+   * page tables in begin, advances lengths in end); NULL when not needed (the CPU). */
+  int (*step_begin)(serve_attn *a, int nrows, const attn_row *rows);
+  int (*step_end)(serve_attn *a);
   /* One decode step of `layer` for nrows rows: appends k, v [nrows][kv_heads][D] (one token
    * each), then attends q [nrows][heads][D] into out [nrows][heads][D] (query head h reads KV
    * head h / G). For measured rows err and mass [nrows][kv_heads] get the relative error of

@@ -137,8 +137,16 @@ static void cpu_destroy(serve_attn *a) {
   free(c);
 }
 
-static const serve_attn_ops cpu_ops = {"cpu (libvxrt)", cpu_row_open, cpu_row_close, cpu_append,
-                                       cpu_read,         cpu_prefill,  cpu_decode,    cpu_destroy};
+static const serve_attn_ops cpu_ops = {.name = "cpu (libvxrt)",
+                                       .row_open = cpu_row_open,
+                                       .row_close = cpu_row_close,
+                                       .append = cpu_append,
+                                       .read = cpu_read,
+                                       .prefill = cpu_prefill,
+                                       .step_begin = NULL,
+                                       .step_end = NULL,
+                                       .decode = cpu_decode,
+                                       .destroy = cpu_destroy};
 
 int attn_cpu_create(vxrt_device *dev, vxrt_policy *policy, vxrt_policy *dense,
                     const model_config *mc, const attn_config *ac, serve_attn **out, char *err) {

@@ -244,6 +244,8 @@ static int decode_step(serve_engine *e, char *err) {
     e->rows[i] = (attn_row){r->row, r->sparse, r->measure && r->acc};
   }
   forward_embed(m, e->tok, B, e->x);
+  if (e->attn->ops->step_begin)
+    ATTN(step_begin(e->attn, B, e->rows));
   for (int l = 0; l < c->layers; l++) {
     forward_qkv(m, l, e->x, e->pos, B, &e->fs);
     ATTN(decode(e->attn, l, B, e->rows, e->fs.k, e->fs.v, e->fs.q, e->fs.att, e->err, e->mass));
@@ -267,6 +269,8 @@ static int decode_step(serve_engine *e, char *err) {
     }
     forward_out_mlp(m, l, e->x, B, &e->fs);
   }
+  if (e->attn->ops->step_end)
+    ATTN(step_end(e->attn));
   forward_logits(m, e->x, B, e->logits, &e->fs);
   for (int i = 0; i < B; i++) {
     engine_request *r = e->active[i];
