@@ -110,6 +110,158 @@ out:
   return 0;
 }
 
+/* ------------------------------------------------------------------ generated prompts */
+
+static uint64_t gen_next(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static int gen_range(uint64_t *s, int lo, int hi) { /* uniform in [lo, hi] */
+  return lo + (int)(gen_next(s) % (uint64_t)(hi - lo + 1));
+}
+
+/* Whether line [p, p + n) is a needle of the fixtures ("The pass key is ...", "key N holds"). */
+static int is_needle_line(const char *p, size_t n) {
+  return (n >= 16 && !memcmp(p, "The pass key is ", 16)) ||
+         (n >= 5 && !memcmp(p, "key ", 4) && p[4] >= '0' && p[4] <= '9');
+}
+
+/* The filler: every whole line of the fixtures' prompts that is not a needle or a question
+ * (the first and last line of each prompt are cut, so they are left out), as one buffer. */
+static char *gen_filler(const fixture *fx, int n, size_t *len) {
+  size_t cap = 0;
+  for (int i = 0; i < n; i++)
+    cap += fx[i].plen;
+  char *buf = malloc(cap + 1);
+  if (!buf)
+    return NULL;
+  size_t k = 0;
+  for (int i = 0; i < n; i++) {
+    const char *p = fx[i].prompt, *end = p + fx[i].plen;
+    const char *q = memchr(p, '\n', fx[i].plen);
+    if (!q)
+      continue;
+    for (p = q + 1; p < end;) {
+      const char *e = memchr(p, '\n', (size_t)(end - p));
+      if (!e)
+        break; /* the last, cut line ends in the question */
+      size_t ln = (size_t)(e - p) + 1;
+      if (e + 1 < end && !is_needle_line(p, ln) && memcmp(p, "What ", 5) != 0) {
+        memcpy(buf + k, p, ln);
+        k += ln;
+      }
+      p = e + 1;
+    }
+  }
+  *len = k;
+  return buf;
+}
+
+/* per_task passkey and key-value prompts of ctx - 9 bytes (the fixtures' lengths: BOS and
+ * the answer fit the context) in the fixtures' format: filler lines from a seeded start,
+ * needles inserted at line starts at seeded depths, the question last. */
+static int gen_fixtures(const fixture *src, int nsrc, int per_task, int ctx, uint64_t seed,
+                        fixture **out, int *nout) {
+  size_t flen;
+  char *filler = gen_filler(src, nsrc, &flen);
+  int n = 2 * per_task, L = ctx - 9;
+  fixture *fx = calloc((size_t)n, sizeof *fx);
+  if (!filler || !fx || flen < 1000 || L < 200) {
+    free(filler);
+    free(fx);
+    return -1;
+  }
+  for (int i = 0; i < n; i++) {
+    fixture *f = &fx[i];
+    uint64_t s = seed * 1000003u + (uint64_t)i;
+    int kv = i >= per_task, keys[8], vals[8], nk = kv ? 8 : 1;
+    char needle[8][80], q[96];
+    size_t nlen = 0;
+    if (!kv) {
+      int code = gen_range(&s, 10000, 99999);
+      snprintf(needle[0], sizeof needle[0], "The pass key is %d. Remember it. %d is the pass key.\n",
+               code, code);
+      snprintf(q, sizeof q, "\nWhat is the pass key? The pass key is ");
+      snprintf(f->answer, sizeof f->answer, "%d", code);
+    } else {
+      for (int k = 0; k < 8; k++) {
+        int dup;
+        do { /* distinct keys */
+          keys[k] = gen_range(&s, 1000, 9999);
+          dup = 0;
+          for (int j = 0; j < k; j++)
+            dup |= keys[j] == keys[k];
+        } while (dup);
+        vals[k] = gen_range(&s, 1000, 9999);
+        snprintf(needle[k], sizeof needle[k], "key %d holds %d.\n", keys[k], vals[k]);
+      }
+      int ask = gen_range(&s, 0, 7);
+      snprintf(q, sizeof q, "\nWhat does key %d hold? key %d holds ", keys[ask], keys[ask]);
+      snprintf(f->answer, sizeof f->answer, "%d", vals[ask]);
+    }
+    for (int k = 0; k < nk; k++)
+      nlen += strlen(needle[k]);
+    size_t body = (size_t)L - strlen(q), fill = body - nlen;
+    f->prompt = malloc((size_t)L + 1);
+    if (!f->prompt)
+      goto fail;
+    /* filler from a line start, wrapping around; then the needles at line starts */
+    size_t at = (size_t)gen_range(&s, 0, (int)flen - 1);
+    while (at > 0 && filler[at - 1] != '\n')
+      at--;
+    char *tmp = malloc(fill + 1);
+    if (!tmp)
+      goto fail;
+    for (size_t k = 0; k < fill; k++)
+      tmp[k] = filler[(at + k) % flen];
+    size_t pos[8];
+    for (int k = 0; k < nk; k++) {
+      size_t p = (size_t)((double)(gen_next(&s) >> 11) / 9007199254740992.0 * (double)fill);
+      while (p > 0 && tmp[p - 1] != '\n')
+        p--;
+      pos[k] = p;
+    }
+    for (int a = 1; a < nk; a++) /* insertion order: by position */
+      for (int b = a; b > 0 && pos[b] < pos[b - 1]; b--) {
+        size_t t = pos[b];
+        pos[b] = pos[b - 1];
+        pos[b - 1] = t;
+        char tn[80];
+        memcpy(tn, needle[b], sizeof tn);
+        memcpy(needle[b], needle[b - 1], sizeof tn);
+        memcpy(needle[b - 1], tn, sizeof tn);
+      }
+    size_t w = 0, r = 0;
+    for (int k = 0; k < nk; k++) {
+      memcpy(f->prompt + w, tmp + r, pos[k] - r);
+      w += pos[k] - r;
+      r = pos[k];
+      memcpy(f->prompt + w, needle[k], strlen(needle[k]));
+      w += strlen(needle[k]);
+    }
+    memcpy(f->prompt + w, tmp + r, fill - r);
+    w += fill - r;
+    free(tmp);
+    memcpy(f->prompt + w, q, strlen(q));
+    f->plen = w + strlen(q);
+    f->ctx = ctx;
+    snprintf(f->task, sizeof f->task, "%s", kv ? "kv" : "passkey");
+  }
+  free(filler);
+  *out = fx;
+  *nout = n;
+  return 0;
+fail:
+  for (int i = 0; i < n; i++)
+    free(fx[i].prompt);
+  free(fx);
+  free(filler);
+  return -1;
+}
+
 static int starts_with_answer(const engine_request *r, const char *answer) {
   size_t k = strlen(answer);
   if ((size_t)r->nout < k)
@@ -207,6 +359,9 @@ static void eval_usage(FILE *f) {
           "  --max-ctx N         only the prompts whose ctx field is at most N (bytes)\n"
           "  -n N                tokens generated per prompt, greedy (default 8)\n"
           "  --sweep NAME=V1,V2  run the policy once per value of its parameter NAME\n"
+          "  --generate N        instead of the fixtures: N passkey and N key-value prompts made\n"
+          "                      here (seeded by --seed) from the fixtures' filler lines\n"
+          "  --gen-bytes N       their length as the fixtures' ctx field (default 4096)\n"
           "  --trace PATH        per decode step, layer and KV head: error and mass, JSON lines\n"
           "  --quiet             no progress on stderr\n"
           "  and the options of generate: --param, --dense-layers, --page-size, --kv-dtype,\n"
@@ -218,7 +373,7 @@ int serve_eval(int argc, char **argv) {
   memset(&x, 0, sizeof x);
   serve_opts_defaults(&x.o);
   const char *fixtures = NULL, *sweep = NULL, *trace = NULL;
-  long limit = 0, n_new = 8, max_ctx = 0;
+  long limit = 0, n_new = 8, max_ctx = 0, gen_n = 0, gen_ctx = 4096;
   int quiet = 0;
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
@@ -251,6 +406,18 @@ int serve_eval(int argc, char **argv) {
       }
     } else if (!strcmp(a, "--sweep") && has_v) {
       sweep = argv[++i];
+    } else if (!strcmp(a, "--generate") && has_v) {
+      gen_n = strtol(argv[++i], &end, 10);
+      if (*end || gen_n < 1 || gen_n > 100000) {
+        fprintf(stderr, "vx-serve eval: --generate expects a count in [1, 100000]\n");
+        return 2;
+      }
+    } else if (!strcmp(a, "--gen-bytes") && has_v) {
+      gen_ctx = strtol(argv[++i], &end, 10);
+      if (*end || gen_ctx < 256 || gen_ctx > (1 << 24)) {
+        fprintf(stderr, "vx-serve eval: --gen-bytes expects a length in [256, 16777216]\n");
+        return 2;
+      }
     } else if (!strcmp(a, "--trace") && has_v) {
       trace = argv[++i];
     } else if (!strcmp(a, "--quiet")) {
@@ -315,6 +482,23 @@ int serve_eval(int argc, char **argv) {
   }
   if (load_fixtures(fixtures, &fx, &nfx) != 0)
     goto out;
+  if (gen_n) {
+    fixture *g;
+    int ng;
+    if (gen_fixtures(fx, nfx, (int)gen_n, (int)gen_ctx, x.o.seed, &g, &ng) != 0) {
+      fprintf(stderr, "vx-serve eval: cannot make prompts from the filler of '%s' (out of "
+              "memory, or too little text)\n", fixtures);
+      goto out;
+    }
+    for (int i = 0; i < nfx; i++)
+      free(fx[i].prompt);
+    free(fx);
+    fx = g;
+    nfx = ng;
+    cJSON_AddNumberToObject(root, "generated_per_task", (double)gen_n);
+    cJSON_AddNumberToObject(root, "generated_bytes", (double)gen_ctx);
+    cJSON_AddNumberToObject(root, "seed", (double)x.o.seed);
+  }
   int *eligible = malloc((size_t)nfx * sizeof(int)), ne = 0;
   if (!eligible)
     goto out;
