@@ -1369,6 +1369,7 @@ static void gen_append(Gx *g) {
 typedef struct Att {
   int vec, lpt, tpw, groups; /* channels per lane, lanes per token, tokens per warp, per CTA */
   LLVMValueRef lane, grp;
+  LLVMValueRef sh_page, sh_lp, sh_mask; /* the segment's entries in shared memory */
   LLVMValueRef q[16][8];     /* q[g][v], scaled by log2(e)/sqrt(D) */
   LLVMValueRef o[16][8], m[16], l[16]; /* allocas */
 } Att;
@@ -1426,6 +1427,30 @@ static void att_entry(Gx *g, LLVMValueRef dense, LLVMValueRef e, LLVMValueRef *l
   *mask = LLVMBuildSelect(g->b, dense, c32(g, -1), mk, "");
 }
 
+typedef struct AttSlot {
+  LLVMValueRef idx, ok; /* element index of this lane's 16 bytes; whether the token counts */
+  AttElem el;
+} AttSlot;
+
+/* The token this lane group handles at segment offset j0 + grp (past the segment: the first
+ * token, masked). */
+static void att_slot(Gx *g, const Att *a, LLVMValueRef j0, LLVMValueRef ntok, AttSlot *out) {
+  int P = g->s.P;
+  LLVMValueRef j = LLVMBuildAdd(g->b, j0, a->grp, "");
+  LLVMValueRef in = LLVMBuildICmp(g->b, LLVMIntSLT, j, ntok, "");
+  j = LLVMBuildSelect(g->b, in, j, c32(g, 0), "");
+  LLVMValueRef e = LLVMBuildUDiv(g->b, j, c32(g, P), ""), tt = LLVMBuildURem(g->b, j, c32(g, P), "");
+  LLVMValueRef phys = load(g, g->i32, sh_elem(g, a->sh_page, g->i32, e));
+  LLVMValueRef lpg = load(g, g->i32, sh_elem(g, a->sh_lp, g->i32, e));
+  LLVMValueRef mask = load(g, g->i32, sh_elem(g, a->sh_mask, g->i32, e));
+  LLVMValueRef pos = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lpg, c32(g, P), ""), tt, "");
+  LLVMValueRef bit = LLVMBuildAnd(g->b, LLVMBuildLShr(g->b, mask, tt, ""), c32(g, 1), "");
+  out->ok = LLVMBuildAnd(g->b, LLVMBuildAnd(g->b, in, LLVMBuildICmp(g->b, LLVMIntSLT, pos, g->len, ""), ""),
+                         LLVMBuildICmp(g->b, LLVMIntNE, bit, c32(g, 0), ""), "");
+  out->el = (AttElem){lpg, phys, tt};
+  out->idx = kv_index(g, phys, tt, LLVMBuildMul(g->b, a->lane, c32(g, a->vec), ""));
+}
+
 /* Tokens in flight per lane group and the register cap: q and o take 2 G vec registers, so
  * larger groups keep fewer tokens in flight (G = 8 at bf16 spilled with 4 under 168). */
 static int att_unroll(const Gx *g) { return g->s.G <= 4 ? 4 : g->s.G <= 8 ? 2 : 1; }
@@ -1470,9 +1495,9 @@ static void gen_attend(Gx *g) {
     for (int v = 0; v < a.vec; v++)
       a.o[h][v] = var(g, g->f32, cf(g, 0));
   }
-  LLVMValueRef sh_page = shared_array(g, g->i32, ATT_SEG, "att_page");
-  LLVMValueRef sh_lp = shared_array(g, g->i32, ATT_SEG, "att_logical");
-  LLVMValueRef sh_mask = shared_array(g, g->i32, ATT_SEG, "att_mask");
+  LLVMValueRef sh_page = a.sh_page = shared_array(g, g->i32, ATT_SEG, "att_page");
+  LLVMValueRef sh_lp = a.sh_lp = shared_array(g, g->i32, ATT_SEG, "att_logical");
+  LLVMValueRef sh_mask = a.sh_mask = shared_array(g, g->i32, ATT_SEG, "att_mask");
   LLVMValueRef kpool = gaddr(g, arg(g, VXK_GPU_K_POOL)), vpool = gaddr(g, arg(g, VXK_GPU_V_POOL));
   /* segments of ATT_SEG entries: stage page ids and masks, then sweep their tokens */
   GLoop seg;
@@ -1491,26 +1516,33 @@ static void gen_attend(Gx *g) {
   barrier(g);
   LLVMValueRef ntok = LLVMBuildMul(g->b, nseg, c32(g, P), "");
   int step = a.groups * U;
+  /* software pipelining: the K and V of the next U tokens are loaded before this U's math,
+   * so a lane group always has 2 U rows in flight (GPU.md section 2.4: bytes in flight) */
+  AttSlot at;
+  LLVMValueRef kv[ATT_UNROLL][2], cur[ATT_UNROLL][2], ok[ATT_UNROLL];
+  AttElem el[ATT_UNROLL];
+  LLVMTypeRef v4 = LLVMVectorType(g->i32, 4);
+  for (int u = 0; u < U; u++) {
+    att_slot(g, &a, c32(g, u * a.groups), ntok, &at);
+    for (int w = 0; w < 2; w++)
+      cur[u][w] = var(g, v4, load16(g, elem(g, kv_size(g) == 4 ? g->f32 : g->i16, w ? vpool : kpool, at.idx)));
+  }
   GLoop tl;
   LLVMValueRef j0 = loop_begin(g, &tl, c32(g, 0), ntok, c32(g, step));
-  LLVMValueRef kv[ATT_UNROLL][2], ok[ATT_UNROLL];
-  AttElem el[ATT_UNROLL];
+  LLVMValueRef nxt[ATT_UNROLL][2];
   for (int u = 0; u < U; u++) {
-    LLVMValueRef j = LLVMBuildAdd(g->b, j0, LLVMBuildAdd(g->b, c32(g, u * a.groups), a.grp, ""), "");
-    LLVMValueRef in = LLVMBuildICmp(g->b, LLVMIntSLT, j, ntok, "");
-    j = LLVMBuildSelect(g->b, in, j, c32(g, 0), "");
-    LLVMValueRef e = LLVMBuildUDiv(g->b, j, c32(g, P), ""), tt = LLVMBuildURem(g->b, j, c32(g, P), "");
-    LLVMValueRef phys = load(g, g->i32, sh_elem(g, sh_page, g->i32, e));
-    LLVMValueRef lpg = load(g, g->i32, sh_elem(g, sh_lp, g->i32, e));
-    LLVMValueRef mask = load(g, g->i32, sh_elem(g, sh_mask, g->i32, e));
-    LLVMValueRef pos = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lpg, c32(g, P), ""), tt, "");
-    LLVMValueRef bit = LLVMBuildAnd(g->b, LLVMBuildLShr(g->b, mask, tt, ""), c32(g, 1), "");
-    ok[u] = LLVMBuildAnd(g->b, LLVMBuildAnd(g->b, in, LLVMBuildICmp(g->b, LLVMIntSLT, pos, g->len, ""), ""),
-                         LLVMBuildICmp(g->b, LLVMIntNE, bit, c32(g, 0), ""), "");
-    el[u] = (AttElem){lpg, phys, tt};
-    LLVMValueRef idx = kv_index(g, phys, tt, LLVMBuildMul(g->b, a.lane, c32(g, a.vec), ""));
-    kv[u][0] = load16(g, elem(g, kv_size(g) == 4 ? g->f32 : g->i16, kpool, idx));
-    kv[u][1] = load16(g, elem(g, kv_size(g) == 4 ? g->f32 : g->i16, vpool, idx));
+    att_slot(g, &a, LLVMBuildAdd(g->b, j0, c32(g, step + u * a.groups), ""), ntok, &at);
+    for (int w = 0; w < 2; w++)
+      nxt[u][w] = load16(g, elem(g, kv_size(g) == 4 ? g->f32 : g->i16, w ? vpool : kpool, at.idx));
+  }
+  for (int u = 0; u < U; u++) {
+    att_slot(g, &a, LLVMBuildAdd(g->b, j0, c32(g, u * a.groups), ""), ntok, &at);
+    ok[u] = at.ok;
+    el[u] = at.el;
+    for (int w = 0; w < 2; w++) {
+      kv[u][w] = get(g, cur[u][w]);
+      set(g, cur[u][w], nxt[u][w]);
+    }
   }
   LLVMValueRef s[16][ATT_UNROLL];
   for (int u = 0; u < U; u++) {

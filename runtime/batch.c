@@ -49,21 +49,35 @@ static size_t off_tables(const vxrt_batch *b) { return 2 * sizeof(int32_t) * (si
 
 /* ------------------------------------------------------------------ the split-KV plan */
 
-/* Chunks per row: each chunk at least 8 pages; enough chunks that rows * chunks reaches
- * 2 * SMs (two CTAs per SM hide the merge and the tail); and never a chunk above 1024 pages,
- * whatever the occupancy, so that one CTA's walk stays bounded. */
-int vxrt_attend_chunks(int rows, int max_pages, int sms) {
+/* Chunks per row (split-KV): the count n that finishes the rows soonest when `slots` CTAs run
+ * at once. A wave of CTAs takes as long as one chunk, max_pages / n pages, plus a fixed cost
+ * per CTA (prologue, partial, merge) of about CHUNK_COST_PAGES pages; a last wave that is
+ * partly empty costs as much as a full one. So minimise ceil(rows n / slots) (max_pages / n +
+ * CHUNK_COST_PAGES), with chunks of at least 8 pages and at most 64 per row; ties go to fewer
+ * chunks. */
+enum { CHUNK_COST_PAGES = 4 };
+
+int vxrt_attend_chunks(int rows, int max_pages, int slots) {
   if (rows < 1) rows = 1;
+  if (slots < 1) slots = 1;
   if (max_pages < 1) max_pages = 1;
-  int n = (2 * (sms > 0 ? sms : 1) + rows - 1) / rows;
-  int by_size = max_pages / 8 > 0 ? max_pages / 8 : 1;
-  if (n > by_size) n = by_size;
-  int need = (max_pages + 1023) / 1024;
-  return n > need ? n : need;
+  int nmax = max_pages / 8 > 1 ? max_pages / 8 : 1;
+  if (nmax > 64) nmax = 64;
+  int best = 1;
+  double best_cost = 0;
+  for (int n = 1; n <= nmax; n++) {
+    long waves = ((long)rows * n + slots - 1) / slots;
+    double cost = (double)waves * ((double)max_pages / n + CHUNK_COST_PAGES);
+    if (n == 1 || cost < best_cost - 1e-9) {
+      best = n;
+      best_cost = cost;
+    }
+  }
+  return best;
 }
 
 int vxrt_batch_chunks(const vxrt_batch *b) {
-  return vxrt_attend_chunks(b->nslots * b->H, b->max_pages, b->st->gpu->sms);
+  return vxrt_attend_chunks(b->nslots * b->H, b->max_pages, b->st->gpu->attend_slots);
 }
 
 /* ------------------------------------------------------------------ create and free */
@@ -108,7 +122,7 @@ static vxrt_status cuda_create(vxrt_batch *b) {
   size_t rows = (size_t)b->max_slots * (size_t)b->H, mrp = (size_t)b->max_row_pages;
   size_t pmax = 0; /* the largest rows * chunks any step of this batch can ask for */
   for (int r = b->H; r <= b->max_slots * b->H; r += b->H) {
-    size_t n = (size_t)r * (size_t)vxrt_attend_chunks(r, b->max_row_pages, b->st->gpu->sms);
+    size_t n = (size_t)r * (size_t)vxrt_attend_chunks(r, b->max_row_pages, b->st->gpu->attend_slots);
     if (n > pmax) pmax = n;
   }
   size_t meta = off_tables(b) + sizeof(int32_t) * (size_t)b->max_slots * mrp;
@@ -313,7 +327,7 @@ vxrt_status vxrt_batch_prepare(vxrt_batch *b, int ntokens, vxrt_stream *s) {
     if ((st = vxrt_cache_row_check(S->cache, row, "vxrt_batch_prepare"))) return st;
     int64_t len0 = 0, pre0 = 0;
     for (int l = 0; l < b->layers; l++) {
-      int64_t len, pre = S->prefilled[(size_t)row * (size_t)b->layers + (size_t)l];
+      int64_t len, pre = vxrt_state_prefill(S, row, l);
       vxrt_row_length(S->cache, row, l, &len);
       if (l == 0) len0 = len, pre0 = pre;
       if (pre < 1 || pre > len)

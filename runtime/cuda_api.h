@@ -92,6 +92,9 @@ typedef struct vxcu_api {
   vxcu_result (*cuModuleLoadData)(vxcu_module *mod, const void *image);    /* cuModuleLoadData */
   vxcu_result (*cuFuncSetAttribute)(vxcu_function fn, vxcu_func_attribute a, int value);
                                                                      /* cuFuncSetAttribute */
+  vxcu_result (*cuOccupancyMaxActiveBlocksPerMultiprocessor)(int *blocks, vxcu_function fn,
+                                                            int block_size, size_t dyn_smem);
+                                                /* cuOccupancyMaxActiveBlocksPerMultiprocessor */
   vxcu_result (*cuLaunchKernel)(vxcu_function fn, unsigned int gx, unsigned int gy,
                                 unsigned int gz, unsigned int bx, unsigned int by,
                                 unsigned int bz, unsigned int shared, vxcu_stream s,
@@ -163,6 +166,7 @@ typedef struct vxcu_api {
   X(cuModuleGetFunction, "cuModuleGetFunction", 1)         \
   X(cuModuleLoadData, "cuModuleLoadData", 1)               \
   X(cuFuncSetAttribute, "cuFuncSetAttribute", 1)           \
+  X(cuOccupancyMaxActiveBlocksPerMultiprocessor, "cuOccupancyMaxActiveBlocksPerMultiprocessor", 0) \
   X(cuLaunchKernel, "cuLaunchKernel", 1)                   \
   X(cuStreamCreate, "cuStreamCreate", 1)                   \
   X(cuStreamDestroy, "cuStreamDestroy_v2", 1)              \

@@ -20,7 +20,9 @@ typedef enum vxrt_gpu_kind {
 typedef struct vxrt_gpu {
   vxcu_function fn[VXRT_GPU_NKINDS]; /* NULL where the policy has no such kernel */
   char shape[64];                    /* "d128g4p16_bf16" */
-  int sms;                           /* streaming multiprocessors, for the split-KV plan */
+  int sms;                           /* streaming multiprocessors */
+  int attend_slots;                  /* attend CTAs resident at once (SMs x occupancy): the
+                                        split-KV plan fills one wave of them */
   uint64_t *pools;                   /* [field * layers + layer]: paged fields */
   uint64_t *consts;                  /* [field]: uploaded consts */
   uint64_t fields;                   /* u64 [layers][nfields]: the FIELDS tables */
@@ -39,9 +41,13 @@ struct vxrt_state {
   exec_state *ex;      /* CPU: the executor; CUDA: a host-side one for consts and scalars */
   int32_t *pages;      /* one row's page table, refreshed per call */
   int selected_row, selected_layer, selected_len; /* what the last vxrt_select was for */
-  int64_t *prefilled;  /* [row][layer]: prefill length, -1 before vxrt_prefill */
+  int64_t *prefilled;  /* [row][layer]: prefill length, -1 before vxrt_prefill ... */
+  uint32_t *prefill_gen; /* ... of the row opened this many times (a reopened row: -1) */
   vxrt_gpu *gpu;       /* CUDA only */
 };
+
+/* run.c: the prefill length of (row, layer) of the row as now opened; -1 if not prefilled. */
+int64_t vxrt_state_prefill(const vxrt_state *st, int row, int layer);
 
 /* gpu.c: the device-side state of a CUDA state (st->ex made, st->gpu NULL on entry), and
  * its release. */
@@ -53,7 +59,7 @@ vxrt_status vxrt_gpu_launch(vxrt_state *st, vxrt_gpu_kind kind, unsigned gx, uns
                             unsigned block, const vxk_gpu_args *args, vxcu_stream s);
 
 /* Split-KV chunks per row for attend (documented in docs/runtime.md, "Batched decode"). */
-int vxrt_attend_chunks(int rows, int max_pages, int sms);
+int vxrt_attend_chunks(int rows, int max_pages, int slots);
 
 /* batch.c, for the per-row calls on CUDA (run.c): makes `row` the only slot of a batch of
  * one at the given length and prefill length (no checks across layers), queues the upload

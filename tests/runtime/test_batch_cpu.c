@@ -219,11 +219,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: test_batch_cpu VXC STDLIB_DIR TMP_DIR\n");
     return 2;
   }
-  RT_CHECK(vxrt_attend_chunks(64, 2048, 132) == 5, "64 rows of 2048 pages: %d", vxrt_attend_chunks(64, 2048, 132));
-  RT_CHECK(vxrt_attend_chunks(1, 2048, 132) == 256, "one row: chunks of 8 pages: %d", vxrt_attend_chunks(1, 2048, 132));
-  RT_CHECK(vxrt_attend_chunks(1, 7, 132) == 1, "a short row: one chunk");
-  RT_CHECK(vxrt_attend_chunks(2048, 100000, 132) == 98, "no chunk above 1024 pages: %d",
-           vxrt_attend_chunks(2048, 100000, 132));
+  /* 396 slots: an H200's 132 SMs at 3 attend CTAs each */
+  RT_CHECK(vxrt_attend_chunks(64, 2048, 396) == 6, "64 rows of 2048 pages fill one wave: %d", vxrt_attend_chunks(64, 2048, 396));
+  RT_CHECK(vxrt_attend_chunks(8, 2048, 396) == 49, "8 rows: 392 CTAs in one wave: %d", vxrt_attend_chunks(8, 2048, 396));
+  RT_CHECK(vxrt_attend_chunks(1, 2048, 396) == 64, "one row: at most 64 chunks: %d", vxrt_attend_chunks(1, 2048, 396));
+  RT_CHECK(vxrt_attend_chunks(1, 7, 396) == 1, "a short row: one chunk");
+  int n = vxrt_attend_chunks(256, 2048, 396);
+  RT_CHECK(n > 1 && (256 * n + 395) / 396 * (2048.0 / n + 4) < 0.7 * 2052, "256 rows: split, not one chunk each: %d", n);
   vxrt_device *dev;
   if (!RT_EXPECT(vxrt_device_open(VXRT_CPU, 0, &dev), VXRT_OK, NULL)) return rt_finish();
   /* Every stdlib policy but double_sparsity, whose const is load()ed from a file. */
