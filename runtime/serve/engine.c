@@ -119,6 +119,12 @@ int engine_submit(serve_engine *e, engine_request *r, char *err) {
   if (!r->out || sampler_init(&r->smp, &r->sample, c->vocab) != 0)
     return fail(err, "out of memory");
   r->nout = r->done = r->stopped = r->admitted = 0;
+  r->nll = 0;
+  r->nnll = r->agree = 0;
+  for (int i = 0; i < r->nforce; i++)
+    if (r->force[i] < 0 || r->force[i] >= c->vocab)
+      return fail(err, "forced token %d at position %d is outside the vocabulary (%d)",
+                  r->force[i], i, c->vocab);
   r->row = -1;
   r->next = NULL;
   if (r->measure && r->acc)
@@ -132,7 +138,21 @@ int engine_submit(serve_engine *e, engine_request *r, char *err) {
   return 0;
 }
 
-static void emit(engine_request *r, int tok) {
+/* The next token of r from its logits: sampled, or the forced one (teacher forcing, whose
+ * negative log-likelihood is accumulated for perplexity). */
+static void emit(engine_request *r, const float *logits, int vocab) {
+  int tok;
+  if (r->force && r->nout < r->nforce) {
+    tok = r->force[r->nout];
+    double mx = logits[sample_argmax(logits, vocab)], sum = 0;
+    for (int i = 0; i < vocab; i++)
+      sum += exp((double)logits[i] - mx);
+    r->nll += mx + log(sum) - logits[tok];
+    r->nnll++;
+    r->agree += sample_argmax(logits, vocab) == tok;
+  } else {
+    tok = sampler_next(&r->smp, logits);
+  }
   for (int i = 0; i < r->nstop; i++)
     if (tok == r->stop[i]) {
       r->done = r->stopped = 1;
@@ -208,10 +228,10 @@ static int admit(serve_engine *e, engine_request *r, char *err) {
   e->st.prefill_tokens += r->nprompt;
   e->st.prefill_s += now() - t0;
   r->pos = r->nprompt;
-  emit(r, sampler_next(&r->smp, e->logits)); /* sampling reads the logits, never writes them */
+  emit(r, e->logits, c->vocab); /* sampling reads the logits, never writes them */
   if (tw) {
     tw->pos = tw->nprompt;
-    emit(tw, sampler_next(&tw->smp, e->logits));
+    emit(tw, e->logits, c->vocab);
   }
   return 0;
 }
@@ -275,7 +295,7 @@ static int decode_step(serve_engine *e, char *err) {
   for (int i = 0; i < B; i++) {
     engine_request *r = e->active[i];
     r->pos++;
-    emit(r, sampler_next(&r->smp, e->logits + (size_t)i * c->vocab));
+    emit(r, e->logits + (size_t)i * c->vocab, c->vocab);
   }
   e->st.decode_tokens += B;
   e->st.decode_s += now() - t0;

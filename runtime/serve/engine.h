@@ -28,6 +28,8 @@ typedef struct engine_request {
   int sparse;          /* use the policy (1) or dense attention everywhere (0) */
   int measure;         /* fill acc (sparse requests) */
   struct engine_request *twin; /* same prompt: prefill once, copy the K/V (may be NULL) */
+  const int *force;    /* teacher forcing: the first nforce tokens are these, not sampled */
+  int nforce;
   engine_acc *acc;     /* [layers][kv_heads] when measure */
   /* when measure: called per decode step and layer with err, mass [kv_heads] (may be NULL) */
   void (*on_measure)(void *user, const struct engine_request *r, int layer, const float *err,
@@ -38,6 +40,8 @@ typedef struct engine_request {
   int nout;
   int done;            /* 1 when finished (max_new reached or a stop token) */
   int stopped;         /* 1 when a stop token ended it */
+  double nll;          /* forced tokens: sum of -log p(token) (natural log) */
+  long nnll, agree;    /* forced tokens scored; how many were also the argmax */
   /* engine's */
   int row, pos, last, admitted;
   sampler smp;

@@ -362,6 +362,8 @@ static void eval_usage(FILE *f) {
           "  --generate N        instead of the fixtures: N passkey and N key-value prompts made\n"
           "                      here (seeded by --seed) from the fixtures' filler lines\n"
           "  --gen-bytes N       their length as the fixtures' ctx field (default 4096)\n"
+          "  --perplexity N      also: perplexity of N bytes of filler text (its first quarter\n"
+          "                      the prompt, the rest teacher-forced), policy and dense\n"
           "  --trace PATH        per decode step, layer and KV head: error and mass, JSON lines\n"
           "  --quiet             no progress on stderr\n"
           "  and the options of generate: --param, --dense-layers, --page-size, --kv-dtype,\n"
@@ -373,7 +375,10 @@ int serve_eval(int argc, char **argv) {
   memset(&x, 0, sizeof x);
   serve_opts_defaults(&x.o);
   const char *fixtures = NULL, *sweep = NULL, *trace = NULL;
-  long limit = 0, n_new = 8, max_ctx = 0, gen_n = 0, gen_ctx = 4096;
+  long limit = 0, n_new = 8, max_ctx = 0, gen_n = 0, gen_ctx = 4096, ppl_bytes = 0;
+  int *ppl_tok = NULL, ppl_n = 0;
+  engine_request ppl[2];
+  memset(ppl, 0, sizeof ppl);
   int quiet = 0;
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
@@ -416,6 +421,12 @@ int serve_eval(int argc, char **argv) {
       gen_ctx = strtol(argv[++i], &end, 10);
       if (*end || gen_ctx < 256 || gen_ctx > (1 << 24)) {
         fprintf(stderr, "vx-serve eval: --gen-bytes expects a length in [256, 16777216]\n");
+        return 2;
+      }
+    } else if (!strcmp(a, "--perplexity") && has_v) {
+      ppl_bytes = strtol(argv[++i], &end, 10);
+      if (*end || ppl_bytes < 16) {
+        fprintf(stderr, "vx-serve eval: --perplexity expects a length in bytes (at least 16)\n");
         return 2;
       }
     } else if (!strcmp(a, "--trace") && has_v) {
@@ -482,6 +493,32 @@ int serve_eval(int argc, char **argv) {
   }
   if (load_fixtures(fixtures, &fx, &nfx) != 0)
     goto out;
+  if (ppl_bytes) { /* the text: filler lines from a seeded start, as many bytes as fit */
+    size_t flen;
+    char *filler = gen_filler(fx, nfx, &flen);
+    if (ppl_bytes > c->ctx - 1)
+      ppl_bytes = c->ctx - 1;
+    ppl_tok = malloc(((size_t)ppl_bytes + 2) * sizeof(int));
+    if (!filler || !ppl_tok || flen < 16) {
+      free(filler);
+      fprintf(stderr, "vx-serve eval: no filler text for --perplexity in '%s'\n", fixtures);
+      goto out;
+    }
+    uint64_t s = x.o.seed ^ 0x9e3779b97f4a7c15ull;
+    size_t at = (size_t)(gen_next(&s) % flen);
+    while (at > 0 && filler[at - 1] != '\n')
+      at--;
+    char *text = malloc((size_t)ppl_bytes);
+    if (!text) {
+      free(filler);
+      goto out;
+    }
+    for (long k = 0; k < ppl_bytes; k++)
+      text[k] = filler[(at + (size_t)k) % flen];
+    ppl_n = tokenizer_encode(x.tok, text, (size_t)ppl_bytes, ppl_tok, (int)ppl_bytes + 2);
+    free(text);
+    free(filler);
+  }
   if (gen_n) {
     fixture *g;
     int ng;
@@ -572,6 +609,17 @@ int serve_eval(int argc, char **argv) {
                             .on_measure = tc.f ? trace_step : NULL, .user = &tc};
       if (engine_submit(x.eng, d, err) != 0 || engine_submit(x.eng, p, err) != 0) {
         fprintf(stderr, "vx-serve eval: %s: prompt %d: %s\n", fixtures, pick[i] + 1, err);
+        goto out;
+      }
+    }
+    if (ppl_tok) {
+      int pre = ppl_n / 4 > 1 ? ppl_n / 4 : 1;
+      ppl[0] = (engine_request){.prompt = ppl_tok, .nprompt = pre, .force = ppl_tok + pre,
+                                .nforce = ppl_n - pre, .max_new = ppl_n - pre, .twin = &ppl[1]};
+      ppl[1] = (engine_request){.prompt = ppl_tok, .nprompt = pre, .force = ppl_tok + pre,
+                                .nforce = ppl_n - pre, .max_new = ppl_n - pre, .sparse = 1};
+      if (engine_submit(x.eng, &ppl[0], err) != 0 || engine_submit(x.eng, &ppl[1], err) != 0) {
+        fprintf(stderr, "vx-serve eval: --perplexity: %s\n", err);
         goto out;
       }
     }
@@ -670,6 +718,23 @@ int serve_eval(int argc, char **argv) {
       cJSON_AddNumberToObject(w, "kv_head", wm % c->kv_heads);
       cJSON_AddNumberToObject(w, "mean_mass", worst_m);
     }
+    if (ppl_tok) {
+      cJSON *pp = cJSON_AddObjectToObject(run, "perplexity");
+      double nd = ppl[0].nnll ? ppl[0].nll / ppl[0].nnll : NAN;
+      double np = ppl[1].nnll ? ppl[1].nll / ppl[1].nnll : NAN;
+      cJSON_AddNumberToObject(pp, "prompt_tokens", ppl[0].nprompt);
+      cJSON_AddNumberToObject(pp, "scored_tokens", (double)ppl[1].nnll);
+      cJSON_AddNumberToObject(pp, "dense", exp(nd));
+      cJSON_AddNumberToObject(pp, "policy", exp(np));
+      cJSON_AddNumberToObject(pp, "ratio", exp(np - nd));
+      cJSON_AddNumberToObject(pp, "dense_top1", ppl[0].nnll ? (double)ppl[0].agree / ppl[0].nnll : 0);
+      cJSON_AddNumberToObject(pp, "policy_top1", ppl[1].nnll ? (double)ppl[1].agree / ppl[1].nnll : 0);
+      engine_request_release(&ppl[0]);
+      engine_request_release(&ppl[1]);
+      if (!quiet)
+        fprintf(stderr, "perplexity over %ld tokens: dense %.4f, %s %.4f\n", ppl[1].nnll, exp(nd),
+                x.policy_name, exp(np));
+    }
     cJSON *outs = cJSON_AddArrayToObject(run, "outputs");
     for (int i = 0; i < n; i++) {
       const fixture *f = &fx[pick[i]];
@@ -727,6 +792,9 @@ out:
     free(fx[i].tok);
   }
   free(fx);
+  free(ppl_tok);
+  engine_request_release(&ppl[0]);
+  engine_request_release(&ppl[1]);
   free(pick);
   free(ok_d);
   free(ok_p);
