@@ -35,6 +35,7 @@ vxrt_status vxrt_state_free(vxrt_state *st) {
   exec_desc_free(&st->desc);
   free(st->pages);
   free(st->prefilled);
+  free(st->prefill_gen);
   free(st);
   return VXRT_OK;
 }
@@ -66,7 +67,8 @@ vxrt_status vxrt_state_create(vxrt_policy *pol, vxrt_cache *cache, int query_hea
     s = vxrt_fail(VXRT_ERR_LOAD, "the policy has no attend kernel");
   st->pages = calloc((size_t)d->max_row_pages + 1, sizeof(int32_t));
   st->prefilled = malloc(sizeof(int64_t) * (size_t)d->max_rows * (size_t)d->layers);
-  if (!s && (!st->pages || !st->prefilled))
+  st->prefill_gen = calloc((size_t)d->max_rows * (size_t)d->layers, sizeof(uint32_t));
+  if (!s && (!st->pages || !st->prefilled || !st->prefill_gen))
     s = vxrt_fail(VXRT_ERR_OUT_OF_MEMORY, "out of memory");
   if (!s) {
     for (size_t i = 0; i < (size_t)d->max_rows * (size_t)d->layers; i++)
@@ -113,8 +115,9 @@ static vxrt_status row_view(vxrt_state *st, int row, int layer, exec_kv *kv, con
   return VXRT_OK;
 }
 
-static int64_t *prefill_of(vxrt_state *st, int row, int layer) {
-  return &st->prefilled[(size_t)row * (size_t)st->info.desc.layers + (size_t)layer];
+int64_t vxrt_state_prefill(const vxrt_state *st, int row, int layer) {
+  size_t i = (size_t)row * (size_t)st->info.desc.layers + (size_t)layer;
+  return st->prefill_gen[i] == vxrt_cache_row_generation(st->cache, row) ? st->prefilled[i] : -1;
 }
 
 /* For calls after prefill: the row must have been prefilled and not be shorter since. */
@@ -122,7 +125,7 @@ static vxrt_status decode_view(vxrt_state *st, int row, int layer, exec_kv *kv, 
   vxrt_status s = row_view(st, row, layer, kv, fn);
   if (s)
     return s;
-  int64_t p = *prefill_of(st, row, layer);
+  int64_t p = vxrt_state_prefill(st, row, layer);
   if (p < 1 || p > kv->len)
     return vxrt_fail(VXRT_ERR_STATE, "%s: row %d layer %d was not prefilled (call vxrt_prefill after its prompt)",
                      fn, row, layer);
@@ -216,8 +219,11 @@ vxrt_status vxrt_prefill(vxrt_state *st, int row, int layer) {
     s = cuda_summarise(st, row, layer, &kv, 0);
   else
     s = exec_result(exec_prefill(st->ex, row, layer, &kv, err, sizeof err), err);
-  if (!s)
-    *prefill_of(st, row, layer) = kv.len;
+  if (!s) {
+    size_t i = (size_t)row * (size_t)st->info.desc.layers + (size_t)layer;
+    st->prefilled[i] = kv.len;
+    st->prefill_gen[i] = vxrt_cache_row_generation(st->cache, row);
+  }
   return s;
 }
 

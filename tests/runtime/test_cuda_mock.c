@@ -270,6 +270,7 @@ static void quest(vxrt_device *dev) {
   vxrt_graph_free(g);
 
   /* A row closed and reopened under the same id: its new page table reaches the mirror. */
+  static float qh0[H * G * D];
   RT_EXPECT(vxrt_row_close(cache, rows[0]), VXRT_OK, NULL);
   int again = -1;
   RT_EXPECT(vxrt_row_open(cache, &again), VXRT_OK, NULL);
@@ -279,6 +280,12 @@ static void quest(vxrt_device *dev) {
     vxrt_append(cache, again, l, kv, kv, 5);
     RT_EXPECT(vxrt_prefill(st, again, l), VXRT_OK, NULL);
   }
+  RT_EXPECT(vxrt_row_close(cache, again), VXRT_OK, NULL); /* reopened without a prefill: refused */
+  RT_EXPECT(vxrt_row_open(cache, &again), VXRT_OK, NULL);
+  for (int l = 0; l < L; l++) vxrt_append(cache, again, l, kv, kv, 5);
+  RT_EXPECT(vxrt_batch_prepare(bt, 1, s), VXRT_ERR_STATE, "layer 0 was not prefilled");
+  RT_EXPECT(vxrt_select(st, again, 0, qh0, NULL), VXRT_ERR_STATE, "was not prefilled");
+  for (int l = 0; l < L; l++) vxrt_prefill(st, again, l);
   vxrt_append(cache, again, 0, kv, kv, 1); /* layers at different lengths are refused */
   RT_EXPECT(vxrt_batch_prepare(bt, 1, s), VXRT_ERR_STATE, "at one length");
   vxrt_append(cache, again, 1, kv, kv, 1);
