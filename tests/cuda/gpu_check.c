@@ -5,8 +5,10 @@
  *             [--shape ...] [--max-len N] [--steps N] [NAME=VALUE ...]
  *
  * For every shape the artifact has GPU kernels for (d128g4p16_bf16, ...): a cache of two
- * layers and two KV heads on each side, rows with lengths 1, P - 1, 3P + 5, 1003 and
- * max-len - 3 (default 32768: partial last pages, a one-token row, a long row), prompts
+ * layers and two KV heads on each side, rows with lengths 1, P - 1, 3P + 5, 1003 and the
+ * longest, max-len - P + 1 (default max-len 32768: partial last pages, a one-token row, a
+ * long row that the steps, fewer than P, keep within one page count, so that the split-KV
+ * plan of a captured graph stays that of the direct launches), prompts
  * appended from the host and prefilled (GPU: the summarise kernel), then decode steps with
  * new K/V and queries per layer:
  *   - CPU reference: vxrt_append, vxrt_summarise, vxrt_select, vxrt_attend per row and layer;
@@ -15,7 +17,7 @@
  *   - GPU "C": the step's launches of both layers captured once in a CUDA graph (step 0)
  *     and replayed every step: must equal A bit for bit.
  * A's outputs must be within 1e-4 (relative L2 per row, f32 buffers) or 2e-2 (bf16 output
- * buffers, odd steps of f16/bf16 caches) of the CPU's, lse within the same absolute bound;
+ * buffers, odd steps of f16/bf16 caches) of the CPU's, lse within ten times that (absolute);
  * selections must equal the CPU's except near-ties. The near-tie rule: the GPU sums scores
  * in another order than the CPU, so two pages whose scores differ by f32 rounding can trade
  * places at the budget boundary; a row's selection may therefore differ from the CPU's by
@@ -187,9 +189,10 @@ static int selection_ok(const uint8_t *gpu, const uint8_t *cpu, size_t tokens, i
 
 static void run_shape(vxrt_device *gpu, vxrt_device *cpu, const Config *c, const gpu_shape *sh) {
   printf("== shape %s\n", sh->name);
-  int cand[NROWS] = {1, sh->P - 1 > 0 ? sh->P - 1 : 2, 3 * sh->P + 5, 1003, c->max_len - 3};
+  int longest = (c->max_len / sh->P - 1) * sh->P + 1;
+  int cand[NROWS] = {1, sh->P - 1 > 0 ? sh->P - 1 : 2, 3 * sh->P + 5, 1003, longest};
   int lens[NROWS];
-  for (int r = 0; r < NROWS; r++) lens[r] = cand[r] < c->max_len ? cand[r] : c->max_len - r;
+  for (int r = 0; r < NROWS; r++) lens[r] = cand[r] <= longest ? cand[r] : longest - r;
   size_t D = (size_t)sh->D, G = (size_t)sh->G, hd = H * D, hgd = H * G * D, hg = H * G;
   uint64_t seed = 1234;
   float *prompt[NROWS];
@@ -367,8 +370,9 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (!c.artifact || c.max_len < 8 || c.steps < 1 || (vxc && (!policy || !nshapes))) {
-    fprintf(stderr, "gpu_check: need an artifact (or --vxc, --policy, --out and --shape), --max-len >= 8, --steps >= 1\n");
+  if (!c.artifact || c.max_len < 64 || c.steps < 1 || c.steps > 15 || (vxc && (!policy || !nshapes))) {
+    fprintf(stderr, "gpu_check: need an artifact (or --vxc, --policy, --out and --shape), --max-len >= 64, "
+                    "--steps 1..15\n");
     return 2;
   }
   vxrt_device *gpu = gpu_open();
