@@ -367,6 +367,50 @@ vxrt_status vxrt_batch_commit(vxrt_batch *b) {
   return VXRT_OK;
 }
 
+vxrt_status vxrt_batch_prefill(vxrt_batch *b, vxrt_stream *s) {
+  const char *fn = "vxrt_batch_prefill";
+  if (!b) return vxrt_fail(VXRT_ERR_INVALID_ARG, "%s: batch is NULL", fn);
+  vxrt_status st = check_stream(b, s, fn);
+  if (st) return st;
+  if (b->prepared) return vxrt_fail(VXRT_ERR_STATE, "%s: the batch has a prepared step; commit it first", fn);
+  if (!b->nslots) return vxrt_fail(VXRT_ERR_STATE, "%s: the batch has no rows", fn);
+  vxrt_state *S = b->st;
+  for (int i = 0; i < b->nslots; i++) {
+    int64_t len0 = 0, len;
+    if ((st = vxrt_cache_row_check(S->cache, b->rows[i], fn))) return st;
+    for (int l = 0; l < b->layers; l++) {
+      vxrt_row_length(S->cache, b->rows[i], l, &len);
+      if (l == 0) len0 = len;
+      if (len < 1 || len != len0)
+        return vxrt_fail(VXRT_ERR_STATE,
+                         "%s: row %d (slot %d) has %lld tokens in layer 0 and %lld in layer %d; append "
+                         "its prompt to every layer first",
+                         fn, b->rows[i], i, (long long)len0, (long long)len, l);
+    }
+    b->base[i] = b->prefill[i] = len0;
+  }
+  if (!is_cuda(b)) {
+    for (int i = 0; i < b->nslots; i++)
+      for (int l = 0; l < b->layers; l++)
+        if ((st = vxrt_prefill(S, b->rows[i], l))) return st;
+    return VXRT_OK;
+  }
+  b->ntokens = 0;
+  note_pages(b);
+  if ((st = wait_staging(b)) || (st = upload(b, s))) return st;
+  for (int l = 0; l < b->layers; l++) {
+    vxk_gpu_args a;
+    vxrt_batch_args(b, l, &a);
+    a.slot[VXK_GPU_FIRST_TOKEN] = 0;
+    if ((st = vxrt_gpu_launch(S, VXRT_GPU_summarise, (unsigned)b->max_row_pages, (unsigned)(b->nslots * b->H),
+                              VXK_GPU_SMALL_THREADS, &a, s->s)))
+      return st;
+  }
+  for (int i = 0; i < b->nslots; i++)
+    for (int l = 0; l < b->layers; l++) vxrt_state_set_prefill(S, b->rows[i], l, b->prefill[i]);
+  return VXRT_OK;
+}
+
 vxrt_status vxrt_batch_stage_row(vxrt_batch *b, int row, int64_t len, int64_t prefill,
                                  vxrt_stream *s) {
   vxrt_status st = wait_staging(b);

@@ -115,6 +115,12 @@ static vxrt_status row_view(vxrt_state *st, int row, int layer, exec_kv *kv, con
   return VXRT_OK;
 }
 
+void vxrt_state_set_prefill(vxrt_state *st, int row, int layer, int64_t len) {
+  size_t i = (size_t)row * (size_t)st->info.desc.layers + (size_t)layer;
+  st->prefilled[i] = len;
+  st->prefill_gen[i] = vxrt_cache_row_generation(st->cache, row);
+}
+
 int64_t vxrt_state_prefill(const vxrt_state *st, int row, int layer) {
   size_t i = (size_t)row * (size_t)st->info.desc.layers + (size_t)layer;
   return st->prefill_gen[i] == vxrt_cache_row_generation(st->cache, row) ? st->prefilled[i] : -1;
@@ -219,11 +225,8 @@ vxrt_status vxrt_prefill(vxrt_state *st, int row, int layer) {
     s = cuda_summarise(st, row, layer, &kv, 0);
   else
     s = exec_result(exec_prefill(st->ex, row, layer, &kv, err, sizeof err), err);
-  if (!s) {
-    size_t i = (size_t)row * (size_t)st->info.desc.layers + (size_t)layer;
-    st->prefilled[i] = kv.len;
-    st->prefill_gen[i] = vxrt_cache_row_generation(st->cache, row);
-  }
+  if (!s)
+    vxrt_state_set_prefill(st, row, layer, kv.len);
   return s;
 }
 

@@ -46,8 +46,10 @@ struct vxrt_state {
   vxrt_gpu *gpu;       /* CUDA only */
 };
 
-/* run.c: the prefill length of (row, layer) of the row as now opened; -1 if not prefilled. */
+/* run.c: the prefill length of (row, layer) of the row as now opened; -1 if not prefilled.
+ * The setter records one. */
 int64_t vxrt_state_prefill(const vxrt_state *st, int row, int layer);
+void vxrt_state_set_prefill(vxrt_state *st, int row, int layer, int64_t len);
 
 /* gpu.c: the device-side state of a CUDA state (st->ex made, st->gpu NULL on entry), and
  * its release. */

@@ -352,6 +352,10 @@ VXRT_API vxrt_status vxrt_batch_free(vxrt_batch *b);
 /* Host: the rows of the next steps (n <= max_slots, each open and at most once).
  * VXRT_ERR_STATE names a row that is not open. Not between prepare and commit. */
 VXRT_API vxrt_status vxrt_batch_set_rows(vxrt_batch *b, const int *cache_rows, int n);
+/* After the rows' prompts were appended to every layer (vxrt_append; every layer of a row at
+ * one length): what vxrt_prefill does for each row and layer, for the whole batch (on CUDA
+ * one summarise launch per layer, queued on s). Not between prepare and commit. */
+VXRT_API vxrt_status vxrt_batch_prefill(vxrt_batch *b, vxrt_stream *s);
 /* Host, once per step, before the step's launches (and outside any capture): reserves pages
  * in the cache for `ntokens` more tokens per row (all layers share a page table), writes the
  * lengths (with the new tokens) and the page-table entries that changed to pinned staging,

@@ -1,9 +1,10 @@
 /* test_batch_cpu.c - the batched API on the CPU equals the per-row calls, bit for bit.
  *
  * For each stdlib policy (compiled here by vxc; budgets and windows overridden small so that
- * selections are sparse), two identical caches and states: one decoded with vxrt_batch_* /
+ * selections are sparse), two identical caches and states: one prefilled with
+ * vxrt_batch_prefill and decoded with vxrt_batch_* /
  * vxrt_decode_* (three rows of different lengths, two layers, f32 and bf16 device buffers),
- * the other with vxrt_append / vxrt_summarise / vxrt_select / vxrt_attend per row and
+ * the other with vxrt_prefill, then vxrt_append / vxrt_summarise / vxrt_select / vxrt_attend per row and
  * layer. Outputs, lse and selections must be identical. Then the batched API's errors, and
  * the split-KV plan function. Usage: test_batch_cpu VXC STDLIB_DIR TMP_DIR */
 #include <stdlib.h>
@@ -43,7 +44,8 @@ typedef struct Side {
   int rows[ROWS];
 } Side;
 
-static int open_side(vxrt_device *dev, const char *path, vxrt_dtype kv, Side *s) {
+/* batched: prefill with vxrt_batch_prefill instead of vxrt_prefill per row and layer. */
+static int open_side(vxrt_device *dev, const char *path, vxrt_dtype kv, Side *s, int batched) {
   static const vxrt_param_override ovr[] = {{"budget", 48}, {"window", 24}, {"sink", 4}};
   vxrt_param_override use[3];
   int n = 0;
@@ -66,8 +68,18 @@ static int open_side(vxrt_device *dev, const char *path, vxrt_dtype kv, Side *s)
     RT_EXPECT(vxrt_row_open(s->cache, &s->rows[r]), VXRT_OK, NULL);
     for (int l = 0; l < L; l++) {
       RT_EXPECT(vxrt_append(s->cache, s->rows[r], l, k, v, prompt[r]), VXRT_OK, NULL);
-      RT_EXPECT(vxrt_prefill(s->st, s->rows[r], l), VXRT_OK, NULL);
+      if (!batched) RT_EXPECT(vxrt_prefill(s->st, s->rows[r], l), VXRT_OK, NULL);
     }
+  }
+  if (batched) {
+    vxrt_batch *b = NULL;
+    vxrt_stream *st = NULL;
+    RT_EXPECT(vxrt_stream_create(dev, &st), VXRT_OK, NULL);
+    RT_EXPECT(vxrt_batch_create(s->st, ROWS, &b), VXRT_OK, NULL);
+    RT_EXPECT(vxrt_batch_set_rows(b, s->rows, ROWS), VXRT_OK, NULL);
+    RT_EXPECT(vxrt_batch_prefill(b, st), VXRT_OK, NULL);
+    vxrt_batch_free(b);
+    vxrt_stream_free(st);
   }
   free(k);
   free(v);
@@ -91,7 +103,7 @@ static void put(vxrt_dtype t, const float *src, uint64_t dst, size_t n) {
 static void compare_policy(vxrt_device *dev, const char *name, const char *path, vxrt_dtype kv, vxrt_dtype io) {
   Side a, b;
   memset(&b, 0, sizeof b);
-  if (!open_side(dev, path, kv, &a) || !open_side(dev, path, kv, &b)) {
+  if (!open_side(dev, path, kv, &a, 1) || !open_side(dev, path, kv, &b, 0)) {
     fprintf(stderr, "  (policy %s: %s)\n", name, vxrt_last_error());
     close_side(&a);
     close_side(&b);
@@ -173,7 +185,7 @@ static void compare_policy(vxrt_device *dev, const char *name, const char *path,
 
 static void errors(vxrt_device *dev, const char *path) {
   Side a;
-  if (!open_side(dev, path, VXRT_F32, &a)) return;
+  if (!open_side(dev, path, VXRT_F32, &a, 0)) return;
   vxrt_batch *bt = NULL;
   vxrt_stream *s;
   vxrt_graph *g;
@@ -195,6 +207,7 @@ static void errors(vxrt_device *dev, const char *path) {
   RT_EXPECT(vxrt_decode_append(bt, 0, K, K, s), VXRT_ERR_UNSUPPORTED, "prepared for 2");
   RT_EXPECT(vxrt_batch_prepare(bt, 1, s), VXRT_ERR_STATE, "not committed");
   RT_EXPECT(vxrt_batch_set_rows(bt, a.rows, 1), VXRT_ERR_STATE, "commit it first");
+  RT_EXPECT(vxrt_batch_prefill(bt, s), VXRT_ERR_STATE, "commit it first");
   RT_EXPECT(vxrt_batch_read_selection(bt, 0, (uint8_t *)out), VXRT_ERR_STATE, "no vxrt_decode_select");
   RT_EXPECT(vxrt_decode_attend(bt, 0, Q, O, none, s), VXRT_ERR_STATE, "call vxrt_decode_select");
   RT_EXPECT(vxrt_decode_select(bt, 0, Q, s), VXRT_OK, NULL);

@@ -183,9 +183,17 @@ static void quest(vxrt_device *dev) {
   /* A batched step. */
   vxrt_stream *s;
   vxrt_batch *bt;
+  int n0;
   RT_EXPECT(vxrt_stream_create(dev, &s), VXRT_OK, NULL);
   RT_EXPECT(vxrt_batch_create(st, ROWS, &bt), VXRT_OK, NULL);
   RT_EXPECT(vxrt_batch_set_rows(bt, rows, ROWS), VXRT_OK, NULL);
+  n0 = *mnlog;
+  RT_EXPECT(vxrt_batch_prefill(bt, s), VXRT_OK, NULL);
+  x = last();
+  RT_CHECK(*mnlog == n0 + L && x && !strcmp(x->name, "vxg_summarise__d64g2p16_bf16") && x->grid[0] == 16 &&
+               x->grid[1] == ROWS * H && slot(x, VXK_GPU_NSLOTS) == ROWS && slot(x, VXK_GPU_FIRST_TOKEN) == 0 &&
+               i32_at(slot(x, VXK_GPU_LENGTHS), 2) == lens[2] && i32_at(slot(x, VXK_GPU_PREFILL_LENGTHS), 2) == lens[2],
+           "batch prefill: one summarise launch per layer for every row");
   uint64_t q, o, lse, k;
   vxrt_buffer_alloc(dev, 4096 * 4, &q);
   vxrt_buffer_alloc(dev, 4096 * 4, &o);
@@ -193,7 +201,7 @@ static void quest(vxrt_device *dev) {
   vxrt_buffer_alloc(dev, 1024 * 2, &k);
   vxrt_dbuf Q = {q, VXRT_BF16}, O = {o, VXRT_F32}, LSE = {lse, VXRT_F32}, K = {k, VXRT_BF16};
   RT_EXPECT(vxrt_batch_prepare(bt, 1, s), VXRT_OK, NULL);
-  int n0 = *mnlog;
+  n0 = *mnlog;
   for (int l = 0; l < L; l++) {
     RT_EXPECT(vxrt_decode_append(bt, l, K, K, s), VXRT_OK, NULL);
     x = last();
