@@ -348,7 +348,7 @@ vxrt_status vxrt_batch_prepare(vxrt_batch *b, int ntokens, vxrt_stream *s) {
   }
   if (is_cuda(b) && (st = wait_staging(b))) return st;
   for (int i = 0; i < b->nslots; i++)
-    if ((st = vxrt_cache_reserve(S->cache, b->rows[i], b->base[i] + ntokens))) return st;
+    if ((st = vxrt_cache_reserve(S->cache, b->rows[i], b->base[i] + ntokens, s))) return st;
   b->ntokens = ntokens;
   note_pages(b);
   if (is_cuda(b) && (st = upload(b, s))) return st;

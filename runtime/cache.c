@@ -227,12 +227,27 @@ vxrt_status vxrt_row_pages(const vxrt_cache *c, int row, int32_t *pages, int cap
 
 /* ------------------------------------------------------------------ append and read */
 
-/* Takes `extra` pages for `row` from the pool and zeroes them in every layer's K and V. */
-static vxrt_status grow_row(vxrt_cache *c, int row, int extra) {
+/* Zeroes page p of every pool (K0 V0 K1 V1 ...: one 2D region of 2 x layers rows, pool_bytes
+ * apart) as one memset queued on s; 0 when that cannot be done (then the caller zeroes it
+ * synchronously). */
+static int zero_page_async(vxrt_cache *c, int32_t p, const vxrt_stream *s) {
+  vxrt_device *dev = c->dev;
+  if (!s || dev->info.kind != VXRT_CUDA || c->page_bytes % 4 || c->pool_bytes % 4 || vxrt_cuda_push(dev))
+    return 0;
+  vxcu_result r = dev->cu.cuMemsetD2D32Async(c->base + (uint64_t)p * c->page_bytes, c->pool_bytes, 0,
+                                             c->page_bytes / 4, 2 * (size_t)c->d.layers, s->s);
+  vxrt_cuda_pop(dev);
+  return r == 0;
+}
+
+/* Takes `extra` pages for `row` from the pool and zeroes them in every layer's K and V: queued
+ * on s where there is one (CUDA), else at once. */
+static vxrt_status grow_row(vxrt_cache *c, int row, int extra, const vxrt_stream *s) {
   int32_t *table = &c->tables[(size_t)row * (size_t)c->d.max_row_pages];
   for (int i = 0; i < extra; i++) {
     int32_t p = c->free_pages[--c->nfree];
     table[c->npages[row]++] = p;
+    if (zero_page_async(c, p, s)) continue;
     for (int l = 0; l < c->d.layers; l++)
       for (int kv = 0; kv < 2; kv++) {
         vxrt_status st = vxrt_mem_zero(c->dev, pool_addr(c, l, kv) + (uint64_t)p * c->page_bytes,
@@ -316,7 +331,7 @@ vxrt_status vxrt_append(vxrt_cache *c, int row, int layer, const float *k, const
     return vxrt_fail(VXRT_ERR_POOL_FULL,
                      "KV pool full: row %d needs %d more page(s), %d of %d are free", row, extra,
                      c->nfree, c->d.max_pages);
-  if (extra && (st = grow_row(c, row, extra))) return st;
+  if (extra && (st = grow_row(c, row, extra, NULL))) return st;
   if ((st = walk(c, row, layer, *len, ntokens, NULL, NULL, k, v))) return st;
   *len = new_len;
   return VXRT_OK;
@@ -352,7 +367,7 @@ const int32_t *vxrt_cache_table(const vxrt_cache *c, int row, int *npages) {
   return &c->tables[(size_t)row * (size_t)c->d.max_row_pages];
 }
 
-vxrt_status vxrt_cache_reserve(vxrt_cache *c, int row, int64_t tokens) {
+vxrt_status vxrt_cache_reserve(vxrt_cache *c, int row, int64_t tokens, const vxrt_stream *s) {
   int64_t P = c->d.page_size, need = (tokens + P - 1) / P;
   if (need > c->d.max_row_pages)
     return vxrt_fail(VXRT_ERR_POOL_FULL,
@@ -364,7 +379,7 @@ vxrt_status vxrt_cache_reserve(vxrt_cache *c, int row, int64_t tokens) {
     return vxrt_fail(VXRT_ERR_POOL_FULL,
                      "KV pool full: row %d needs %d more page(s), %d of %d are free", row, extra,
                      c->nfree, c->d.max_pages);
-  return extra ? grow_row(c, row, extra) : VXRT_OK;
+  return extra ? grow_row(c, row, extra, s) : VXRT_OK;
 }
 
 vxrt_status vxrt_cache_write(vxrt_cache *c, int row, int layer, int64_t pos, const float *k,

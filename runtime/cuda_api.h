@@ -127,6 +127,9 @@ typedef struct vxcu_api {
                                    vxcu_stream s);                   /* cuMemcpyDtoDAsync_v2 */
   vxcu_result (*cuMemsetD32Async)(vxcu_deviceptr dst, unsigned int v, size_t n,
                                   vxcu_stream s);                          /* cuMemsetD32Async */
+  vxcu_result (*cuMemsetD2D32Async)(vxcu_deviceptr dst, size_t pitch, unsigned int v,
+                                    size_t width, size_t height,
+                                    vxcu_stream s);                      /* cuMemsetD2D32Async */
   vxcu_result (*cuMemHostAlloc)(void **p, size_t bytes, unsigned int flags); /* cuMemHostAlloc */
   vxcu_result (*cuMemFreeHost)(void *p);                                      /* cuMemFreeHost */
   vxcu_result (*cuLinkCreate)(unsigned int nopts, vxcu_jit_option *opts, void **values,
@@ -187,6 +190,7 @@ typedef struct vxcu_api {
   X(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2", 1)          \
   X(cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2", 1)          \
   X(cuMemsetD32Async, "cuMemsetD32Async", 1)               \
+  X(cuMemsetD2D32Async, "cuMemsetD2D32Async", 1)           \
   X(cuMemHostAlloc, "cuMemHostAlloc", 1)                   \
   X(cuMemFreeHost, "cuMemFreeHost", 1)                     \
   X(cuLinkCreate, "cuLinkCreate_v2", 1)                    \

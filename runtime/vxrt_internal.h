@@ -60,15 +60,15 @@ vxrt_status vxrt_policy_gpu_function(const vxrt_policy *pol, const char *kind, c
                                      vxcu_function *fn);
 
 /* The cache, for batches (batch.c). A row's page table (npages entries); pages for `tokens`
- * tokens in the row (taking and zeroing pages as vxrt_append does; VXRT_ERR_POOL_FULL
- * changes nothing); K/V of tokens [pos, pos + n) of one layer written from f32 within the
+ * tokens in the row (taking and zeroing pages as vxrt_append does, on CUDA with one memset
+ * per page queued on s when s is not NULL; VXRT_ERR_POOL_FULL changes nothing); K/V of tokens [pos, pos + n) of one layer written from f32 within the
  * reserved pages without changing the length; every layer's length += n. */
 vxrt_device *vxrt_cache_device(const vxrt_cache *c);
 vxrt_status vxrt_cache_row_check(const vxrt_cache *c, int row, const char *fn);
 const int32_t *vxrt_cache_table(const vxrt_cache *c, int row, int *npages);
 /* Changes each time the row is opened: a batch re-sends the page table of a reopened row. */
 uint32_t vxrt_cache_row_generation(const vxrt_cache *c, int row);
-vxrt_status vxrt_cache_reserve(vxrt_cache *c, int row, int64_t tokens);
+vxrt_status vxrt_cache_reserve(vxrt_cache *c, int row, int64_t tokens, const vxrt_stream *s);
 vxrt_status vxrt_cache_write(vxrt_cache *c, int row, int layer, int64_t pos, const float *k,
                              const float *v, int ntokens);
 void vxrt_cache_advance(vxrt_cache *c, int row, int ntokens);

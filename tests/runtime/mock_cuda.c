@@ -26,7 +26,7 @@ typedef struct mock_launch {
 } mock_launch;
 enum { MOCK_LOG = 4096, MOCK_ARGS_BYTES = 8 * 28 };
 mock_launch mock_log[MOCK_LOG];
-int mock_nlog, mock_njit;
+int mock_nlog, mock_njit, mock_nmemset2d;
 size_t mock_mem_limit = (size_t)1 << 34;
 
 typedef struct fn_st { char name[128]; } fn_st;
@@ -102,6 +102,13 @@ res cuMemcpyDtoDAsync_v2(uint64_t d, uint64_t s, size_t n, stream_st *st) {
 res cuMemsetD32Async(uint64_t d, unsigned v, size_t n, stream_st *st) {
   (void)st;
   for (size_t i = 0; i < n; i++) ((uint32_t *)(uintptr_t)d)[i] = v;
+  return OK;
+}
+res cuMemsetD2D32Async(uint64_t d, size_t pitch, unsigned v, size_t w, size_t h, stream_st *st) {
+  (void)st;
+  mock_nmemset2d++;
+  for (size_t y = 0; y < h; y++)
+    for (size_t x = 0; x < w; x++) ((uint32_t *)(uintptr_t)(d + y * pitch))[x] = v;
   return OK;
 }
 res cuMemHostAlloc(void **p, size_t n, unsigned f) {

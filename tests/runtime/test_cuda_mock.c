@@ -26,7 +26,7 @@ typedef struct mock_launch {
 } mock_launch;
 
 static mock_launch *mlog;
-static int *mnlog, *mnjit;
+static int *mnlog, *mnjit, *mmemset2d;
 static size_t *mlimit;
 
 static const char *vxc, *stdlib_dir, *tmp;
@@ -341,6 +341,36 @@ static void quest(vxrt_device *dev) {
   vxrt_buffer_free(dev, lse);
   vxrt_buffer_free(dev, k);
 
+  /* Pages a step takes are zeroed by one memset each, queued on the step's stream. */
+  vxrt_cache_info ci;
+  vxrt_cache_get_info(cache, &ci);
+  for (int l = 0; l < L; l++) {
+    vxrt_kv_pool pool;
+    vxrt_cache_get_pool(cache, l, &pool);
+    memset(pool.k, 0xff, ci.pool_bytes);
+    memset(pool.v, 0xff, ci.pool_bytes);
+  }
+  int m0 = *mmemset2d;
+  RT_EXPECT(vxrt_batch_prepare(bt, P, s), VXRT_OK, NULL);
+  RT_CHECK(*mmemset2d == m0 + ROWS, "one 2D memset per new page: %d", *mmemset2d - m0);
+  int zeroed = 1, kept = 1;
+  for (int r = 0; r < ROWS; r++) {
+    int32_t pages[16];
+    int np;
+    vxrt_row_pages(cache, rows[r], pages, 16, &np);
+    for (int l = 0; l < L; l++) {
+      vxrt_kv_pool pool;
+      vxrt_cache_get_pool(cache, l, &pool);
+      const unsigned char *pk = (const unsigned char *)pool.k, *pv = (const unsigned char *)pool.v;
+      for (size_t i = 0; i < ci.block_bytes * H; i++) {
+        zeroed &= pk[(size_t)pages[np - 1] * ci.block_bytes * H + i] == 0 && pv[(size_t)pages[np - 1] * ci.block_bytes * H + i] == 0;
+        kept &= pk[(size_t)pages[np - 2] * ci.block_bytes * H + i] == 0xff;
+      }
+    }
+  }
+  RT_CHECK(zeroed && kept, "the new page of every row is zero in every layer's K and V, the others untouched");
+  RT_EXPECT(vxrt_batch_commit(bt), VXRT_OK, NULL);
+
   /* Device memory exhausted at batch creation. */
   size_t keep = *mlimit;
   *mlimit = 100;
@@ -436,6 +466,7 @@ int main(int argc, char **argv) {
   }
   mnlog = dlsym(lib, "mock_nlog");
   mnjit = dlsym(lib, "mock_njit");
+  mmemset2d = dlsym(lib, "mock_nmemset2d");
   mlimit = dlsym(lib, "mock_mem_limit");
   quest(dev);
   dense_and_errors(dev);
