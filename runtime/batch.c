@@ -111,6 +111,7 @@ vxrt_status vxrt_batch_free(vxrt_batch *b) {
   free(b->uploaded);
   free(b->generation);
   atomic_fetch_sub(&b->dev->live, 1);
+  b->st->batches--;
   free(b);
   return VXRT_OK;
 }
@@ -190,6 +191,7 @@ vxrt_status vxrt_batch_create(vxrt_state *st, int max_slots, vxrt_batch **out) {
   b->max_row_pages = d->max_row_pages;
   b->sel_layer = -1;
   atomic_fetch_add(&b->dev->live, 1);
+  st->batches++;
   size_t ms = (size_t)max_slots, hgd = (size_t)b->H * (size_t)b->G * (size_t)b->D;
   b->rows = calloc(ms, sizeof(int));
   b->base = calloc(ms, sizeof(int64_t));

@@ -30,6 +30,10 @@ static int describe(vxrt_state *st) {
 vxrt_status vxrt_state_free(vxrt_state *st) {
   if (!st)
     return VXRT_OK;
+  int own = st->gpu && st->gpu->one ? 1 : 0;
+  if (st->batches > own)
+    return vxrt_fail(VXRT_ERR_STATE, "vxrt_state_free: %d batch(es) made on this state are alive; free them first",
+                     st->batches - own);
   vxrt_gpu_free(st);
   exec_destroy(st->ex);
   exec_desc_free(&st->desc);

@@ -44,6 +44,7 @@ struct vxrt_state {
   int64_t *prefilled;  /* [row][layer]: prefill length, -1 before vxrt_prefill ... */
   uint32_t *prefill_gen; /* ... of the row opened this many times (a reopened row: -1) */
   vxrt_gpu *gpu;       /* CUDA only */
+  int batches;         /* live batches made on this state (the per-row one included) */
 };
 
 /* run.c: the prefill length of (row, layer) of the row as now opened; -1 if not prefilled.

@@ -257,7 +257,8 @@ VXRT_API vxrt_status vxrt_read_kv(const vxrt_cache *cache, int row, int layer, i
 typedef struct vxrt_state vxrt_state;
 VXRT_API vxrt_status vxrt_state_create(vxrt_policy *pol, vxrt_cache *cache, int query_heads,
                                        vxrt_state **out);
-/* NULL is accepted and does nothing. */
+/* NULL is accepted and does nothing. Fails with VXRT_ERR_STATE (and frees nothing) while
+ * batches made on the state are alive. */
 VXRT_API vxrt_status vxrt_state_free(vxrt_state *st);
 
 /* After a row's prompt was appended to `layer` (vxrt_append): computes the row state and

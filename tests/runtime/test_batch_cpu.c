@@ -192,6 +192,7 @@ static void errors(vxrt_device *dev, const char *path) {
   RT_EXPECT(vxrt_stream_create(dev, &s), VXRT_OK, NULL);
   RT_EXPECT(vxrt_batch_create(a.st, ROWS + 2, &bt), VXRT_ERR_INVALID_ARG, "max_slots is 5");
   RT_EXPECT(vxrt_batch_create(a.st, ROWS, &bt), VXRT_OK, NULL);
+  RT_EXPECT(vxrt_state_free(a.st), VXRT_ERR_STATE, "1 batch(es) made on this state are alive");
   RT_EXPECT(vxrt_batch_prepare(bt, 1, s), VXRT_ERR_STATE, "no rows");
   int bad[2] = {a.rows[0], 3};
   RT_EXPECT(vxrt_batch_set_rows(bt, bad, 2), VXRT_ERR_STATE, "row 3 is not open");

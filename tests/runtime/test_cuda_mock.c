@@ -376,6 +376,7 @@ static void quest(vxrt_device *dev) {
   *mlimit = 100;
   vxrt_batch *big = NULL;
   RT_EXPECT(vxrt_batch_create(st, ROWS, &big), VXRT_ERR_OUT_OF_MEMORY, "3 slots x 2 KV heads need");
+  RT_EXPECT(vxrt_state_free(st), VXRT_ERR_STATE, "1 batch(es)"); /* bt; the failed one is gone */
   printf("OOM message: %s\n", vxrt_last_error());
   *mlimit = keep;
   vxrt_batch_free(bt);
