@@ -4,13 +4,12 @@
  * advance one token per step with their matrix products batched. Sits under runtime/serve/;
  * reaches the KV cache and the policies only through attn.h. Never prints, never exits. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "engine.h"
+#include "util.h"
 
 struct serve_engine {
   const model *m;
@@ -26,29 +25,15 @@ struct serve_engine {
   engine_stats st;
 };
 
-static int fail(char *err, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, MODEL_ERR_LEN, fmt, ap);
-  va_end(ap);
-  return -1;
-}
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 int engine_create(const model *m, serve_attn *attn, int max_batch, int chunk, serve_engine **out,
                   char *err) {
   *out = NULL;
   const model_config *c = &m->cfg;
   if (max_batch < 1 || chunk < 1)
-    return fail(err, "engine: batch and chunk must be at least 1");
+    return serve_errf(err, "engine: batch and chunk must be at least 1");
   serve_engine *e = calloc(1, sizeof *e);
   if (!e)
-    return fail(err, "out of memory");
+    return serve_errf(err, "out of memory");
   e->m = m;
   e->attn = attn;
   e->max_batch = max_batch;
@@ -68,7 +53,7 @@ int engine_create(const model *m, serve_attn *attn, int max_batch, int chunk, se
   if (!e->x || !e->K || !e->V || !e->logits || !e->err || !e->mass || !e->tok || !e->pos ||
       !e->rows || !e->active || forward_scratch_init(&e->fs, c, e->width, c->ctx) != 0) {
     engine_free(e);
-    return fail(err, "out of memory for the engine (batch %d, chunk %d, context %d)", max_batch,
+    return serve_errf(err, "out of memory for the engine (batch %d, chunk %d, context %d)", max_batch,
                 chunk, c->ctx);
   }
   *out = e;
@@ -103,13 +88,13 @@ void engine_request_release(engine_request *r) {
 int engine_submit(serve_engine *e, engine_request *r, char *err) {
   const model_config *c = &e->m->cfg;
   if (r->nprompt < 1)
-    return fail(err, "empty prompt (a request needs at least the BOS token)");
+    return serve_errf(err, "empty prompt (a request needs at least the BOS token)");
   if (r->nprompt > c->ctx)
-    return fail(err, "prompt of %d tokens is longer than the model's context of %d tokens",
+    return serve_errf(err, "prompt of %d tokens is longer than the model's context of %d tokens",
                 r->nprompt, c->ctx);
   for (int i = 0; i < r->nprompt; i++)
     if (r->prompt[i] < 0 || r->prompt[i] >= c->vocab)
-      return fail(err, "prompt token %d at position %d is outside the vocabulary (%d)",
+      return serve_errf(err, "prompt token %d at position %d is outside the vocabulary (%d)",
                   r->prompt[i], i, c->vocab);
   if (r->max_new < 1)
     r->max_new = 1;
@@ -117,13 +102,13 @@ int engine_submit(serve_engine *e, engine_request *r, char *err) {
     r->max_new = c->ctx - r->nprompt + 1;
   r->out = malloc((size_t)r->max_new * sizeof(int));
   if (!r->out || sampler_init(&r->smp, &r->sample, c->vocab) != 0)
-    return fail(err, "out of memory");
+    return serve_errf(err, "out of memory");
   r->nout = r->done = r->stopped = r->admitted = 0;
   r->nll = 0;
   r->nnll = r->agree = 0;
   for (int i = 0; i < r->nforce; i++)
     if (r->force[i] < 0 || r->force[i] >= c->vocab)
-      return fail(err, "forced token %d at position %d is outside the vocabulary (%d)",
+      return serve_errf(err, "forced token %d at position %d is outside the vocabulary (%d)",
                   r->force[i], i, c->vocab);
   r->row = -1;
   r->next = NULL;
@@ -181,7 +166,7 @@ static void unqueue(serve_engine *e, engine_request *r) {
 #define ATTN(call)                                                   \
   do {                                                               \
     if (e->attn->ops->call != 0)                                     \
-      return fail(err, "%s", e->attn->err);                          \
+      return serve_errf(err, "%s", e->attn->err);                          \
   } while (0)
 
 /* Prefills r (and its twin, when queued: the same K/V appended to both rows). */
@@ -200,7 +185,7 @@ static int admit(serve_engine *e, engine_request *r, char *err) {
     tw->admitted = 1;
     e->active[e->nactive++] = tw;
   }
-  double t0 = now();
+  double t0 = serve_now();
   int D = c->head_dim;
   for (int s = 0; s < r->nprompt; s += e->chunk) {
     int n = r->nprompt - s < e->chunk ? r->nprompt - s : e->chunk;
@@ -226,7 +211,7 @@ static int admit(serve_engine *e, engine_request *r, char *err) {
   if (tw)
     ATTN(prefill(e->attn, tw->row, tw->sparse));
   e->st.prefill_tokens += r->nprompt;
-  e->st.prefill_s += now() - t0;
+  e->st.prefill_s += serve_now() - t0;
   r->pos = r->nprompt;
   emit(r, e->logits, c->vocab); /* sampling reads the logits, never writes them */
   if (tw) {
@@ -256,7 +241,7 @@ static int decode_step(serve_engine *e, char *err) {
   const model *m = e->m;
   const model_config *c = &m->cfg;
   int B = e->nactive, kvh = c->kv_heads;
-  double t0 = now();
+  double t0 = serve_now();
   for (int i = 0; i < B; i++) {
     engine_request *r = e->active[i];
     e->tok[i] = r->last;
@@ -298,7 +283,7 @@ static int decode_step(serve_engine *e, char *err) {
     emit(r, e->logits + (size_t)i * c->vocab, c->vocab);
   }
   e->st.decode_tokens += B;
-  e->st.decode_s += now() - t0;
+  e->st.decode_s += serve_now() - t0;
   return 0;
 }
 

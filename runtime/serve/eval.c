@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "serve.h"
+#include "util.h"
 
 typedef struct fixture {
   char task[32];
@@ -112,15 +113,8 @@ out:
 
 /* ------------------------------------------------------------------ generated prompts */
 
-static uint64_t gen_next(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 static int gen_range(uint64_t *s, int lo, int hi) { /* uniform in [lo, hi] */
-  return lo + (int)(gen_next(s) % (uint64_t)(hi - lo + 1));
+  return lo + (int)(serve_rand64(s) % (uint64_t)(hi - lo + 1));
 }
 
 /* Whether line [p, p + n) is a needle of the fixtures ("The pass key is ...", "key N holds"). */
@@ -219,7 +213,7 @@ static int gen_fixtures(const fixture *src, int nsrc, int per_task, int ctx, uin
       tmp[k] = filler[(at + k) % flen];
     size_t pos[8];
     for (int k = 0; k < nk; k++) {
-      size_t p = (size_t)((double)(gen_next(&s) >> 11) / 9007199254740992.0 * (double)fill);
+      size_t p = (size_t)(serve_rand_unit(&s) * (double)fill);
       while (p > 0 && tmp[p - 1] != '\n')
         p--;
       pos[k] = p;
@@ -505,7 +499,7 @@ int serve_eval(int argc, char **argv) {
       goto out;
     }
     uint64_t s = x.o.seed ^ 0x9e3779b97f4a7c15ull;
-    size_t at = (size_t)(gen_next(&s) % flen);
+    size_t at = (size_t)(serve_rand64(&s) % flen);
     while (at > 0 && filler[at - 1] != '\n')
       at--;
     char *text = malloc((size_t)ppl_bytes);

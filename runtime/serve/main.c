@@ -15,22 +15,16 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "serve.h"
+#include "util.h"
 
 extern char **environ;
 
 #ifndef VX_STDLIB_DIR
 #define VX_STDLIB_DIR "stdlib"
 #endif
-
-double serve_now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 void serve_opts_defaults(serve_opts *o) {
   memset(o, 0, sizeof *o);
@@ -135,11 +129,6 @@ static int is_file(const char *p) {
   return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), k = strlen(suffix);
-  return n >= k && !strcmp(s + n - k, suffix);
-}
-
 /* The vxc to run: --vxc, $VXC, vxc beside vx-serve or at the build tree's top, then $PATH. */
 static const char *find_vxc(const serve_opts *o, char *buf, size_t cap) {
   if (o->vxc)
@@ -213,7 +202,7 @@ int serve_load_policy(serve_ctx *x, const char *spec, const vxrt_param_override 
     fprintf(stderr, "vx-serve: policy file '%s' not found\n", file);
     return -1;
   }
-  int compiled = ends_with(file, ".vx");
+  int compiled = serve_ends_with(file, ".vx");
   if (compiled && compile_vx(&x->o, file, tmp, sizeof tmp) != 0)
     return -1;
   vxrt_status s = vxrt_policy_load_file(x->dev, compiled ? tmp : file, ovr, novr, out);

@@ -10,7 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { MODEL_ERR_LEN = 512 };
+#include "util.h"
+
+enum { MODEL_ERR_LEN = SERVE_ERR_LEN };
 
 typedef struct model_config {
   int dim, hidden, layers, heads, kv_heads, head_dim, vocab, ctx;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "sample.h"
+#include "util.h"
 
 int sampler_init(sampler *s, const sample_opts *o, int vocab) {
   s->o = *o;
@@ -32,14 +33,6 @@ int sample_argmax(const float *x, int n) {
     if (x[i] > x[b])
       b = i;
   return b;
-}
-
-static double unit(sampler *s) {
-  uint64_t z = (s->state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
-  return (double)(z >> 11) / 9007199254740992.0;
 }
 
 static const float *cmp_prob;
@@ -81,7 +74,7 @@ int sampler_next(sampler *s, const float *logits) {
   double kept = 0;
   for (int i = 0; i < n; i++)
     kept += s->prob[s->idx[i]];
-  double r = unit(s) * kept, c = 0;
+  double r = serve_rand_unit(&s->state) * kept, c = 0;
   for (int i = 0; i < n; i++) {
     c += s->prob[s->idx[i]];
     if (r < c)

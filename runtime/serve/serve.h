@@ -46,7 +46,6 @@ int serve_load_policy(serve_ctx *x, const char *spec, const vxrt_param_override 
 /* Re-creates the attention backend and engine for another policy (eval --sweep). */
 int serve_rebuild(serve_ctx *x, vxrt_policy *policy);
 void serve_teardown(serve_ctx *x);
-double serve_now(void);
 
 int serve_eval(int argc, char **argv);
 

@@ -3,13 +3,13 @@
  * runtime/serve/; reads the file whole and treats it as hostile (lengths checked against the
  * bytes left). Never prints or exits. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tokenizer.h"
+#include "util.h"
 
 struct tokenizer {
   int bytes;      /* 1: the byte tokenizer */
@@ -20,14 +20,6 @@ struct tokenizer {
   int *sorted;    /* token ids sorted by piece, for lookups */
   unsigned char byte_piece[256][2];
 };
-
-static int fail(char *err, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, MODEL_ERR_LEN, fmt, ap);
-  va_end(ap);
-  return -1;
-}
 
 static const tokenizer *sort_ctx;
 static int cmp_piece(const void *a, const void *b) {
@@ -52,7 +44,7 @@ int tokenizer_load(const char *path, const model_config *c, tokenizer **out, cha
   *out = NULL;
   tokenizer *t = calloc(1, sizeof *t);
   if (!t)
-    return fail(err, "out of memory");
+    return serve_errf(err, "out of memory");
   t->vocab = c->vocab;
   t->bos = c->bos;
   for (int i = 0; i < 256; i++)
@@ -60,7 +52,7 @@ int tokenizer_load(const char *path, const model_config *c, tokenizer **out, cha
   if (!strcmp(c->tokenizer, "bytes")) {
     if (path) {
       free(t);
-      return fail(err, "tokenizer '%s' does not match the model: the model (%s) uses the byte "
+      return serve_errf(err, "tokenizer '%s' does not match the model: the model (%s) uses the byte "
                   "tokenizer and takes no --tokenizer", path, c->arch);
     }
     t->bytes = 1;
@@ -69,13 +61,13 @@ int tokenizer_load(const char *path, const model_config *c, tokenizer **out, cha
   }
   if (!path) {
     free(t);
-    return fail(err, "the model (%s, vocab %d) needs its tokenizer.bin: pass --tokenizer PATH",
+    return serve_errf(err, "the model (%s, vocab %d) needs its tokenizer.bin: pass --tokenizer PATH",
                 c->arch, c->vocab);
   }
   FILE *f = fopen(path, "rb");
   if (!f) {
     free(t);
-    return fail(err, "cannot open tokenizer '%s': %s", path, strerror(errno));
+    return serve_errf(err, "cannot open tokenizer '%s': %s", path, strerror(errno));
   }
   t->piece = calloc((size_t)t->vocab, sizeof *t->piece);
   t->plen = calloc((size_t)t->vocab, sizeof *t->plen);
@@ -84,24 +76,24 @@ int tokenizer_load(const char *path, const model_config *c, tokenizer **out, cha
   int32_t maxlen;
   int rc = -1;
   if (!t->piece || !t->plen || !t->score || !t->sorted) {
-    fail(err, "out of memory");
+    serve_errf(err, "out of memory");
     goto out;
   }
   if (fread(&maxlen, 4, 1, f) != 1 || maxlen <= 0 || maxlen > 4096) {
-    fail(err, "tokenizer '%s' is truncated or not a llama2.c tokenizer.bin (bad "
+    serve_errf(err, "tokenizer '%s' is truncated or not a llama2.c tokenizer.bin (bad "
          "max_token_length)", path);
     goto out;
   }
   for (int i = 0; i < t->vocab; i++) {
     int32_t len;
     if (fread(&t->score[i], 4, 1, f) != 1 || fread(&len, 4, 1, f) != 1) {
-      fail(err, "tokenizer '%s' does not match the model: it ends after %d tokens, the model "
+      serve_errf(err, "tokenizer '%s' does not match the model: it ends after %d tokens, the model "
            "has a vocabulary of %d", path, i, t->vocab);
       goto out;
     }
     if (len < 0 || len > maxlen || !(t->piece[i] = malloc((size_t)len + 1)) ||
         fread(t->piece[i], 1, (size_t)len, f) != (size_t)len) {
-      fail(err, "tokenizer '%s' is truncated or corrupt at token %d", path, i);
+      serve_errf(err, "tokenizer '%s' is truncated or corrupt at token %d", path, i);
       goto out;
     }
     t->piece[i][len] = '\0';
@@ -109,7 +101,7 @@ int tokenizer_load(const char *path, const model_config *c, tokenizer **out, cha
     t->sorted[i] = i;
   }
   if (fgetc(f) != EOF) {
-    fail(err, "tokenizer '%s' does not match the model: it has more than the model's %d tokens",
+    serve_errf(err, "tokenizer '%s' does not match the model: it has more than the model's %d tokens",
          path, t->vocab);
     goto out;
   }

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,14 +16,7 @@
 #include <unistd.h>
 
 #include "model.h"
-
-static int fail(char *err, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, MODEL_ERR_LEN, fmt, ap);
-  va_end(ap);
-  return -1;
-}
+#include "util.h"
 
 static float *own(model *m, size_t n) {
   if (m->nowned == m->cap_owned) {
@@ -44,20 +36,20 @@ static float *own(model *m, size_t n) {
 static int map_file(model *m, const char *path, char *err) {
   int fd = open(path, O_RDONLY);
   if (fd < 0)
-    return fail(err, "cannot open model file '%s': %s", path, strerror(errno));
+    return serve_errf(err, "cannot open model file '%s': %s", path, strerror(errno));
   struct stat sb;
   if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
     close(fd);
-    return fail(err, "model file '%s' is not a regular file", path);
+    return serve_errf(err, "model file '%s' is not a regular file", path);
   }
   if (sb.st_size == 0) {
     close(fd);
-    return fail(err, "model file '%s' is empty", path);
+    return serve_errf(err, "model file '%s' is empty", path);
   }
   void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
   close(fd);
   if (p == MAP_FAILED)
-    return fail(err, "cannot map model file '%s': %s", path, strerror(errno));
+    return serve_errf(err, "cannot map model file '%s': %s", path, strerror(errno));
   m->map = p;
   m->map_len = (size_t)sb.st_size;
   return 0;
@@ -68,7 +60,7 @@ static int check_config(const model_config *c, const char *path, char *err) {
       c->head_dim <= 0 || c->vocab <= 0 || c->ctx <= 0 || c->heads % c->kv_heads != 0 ||
       c->head_dim % 2 != 0 || c->dim > (1 << 16) || c->hidden > (1 << 18) || c->layers > 1024 ||
       c->heads > 1024 || c->head_dim > 1024 || c->vocab > (1 << 22) || c->ctx > (1 << 22))
-    return fail(err,
+    return serve_errf(err,
                 "model file '%s': implausible config (dim %d, hidden %d, layers %d, heads %d, "
                 "kv_heads %d, head_dim %d, vocab %d, context %d): expected positive sizes with "
                 "heads a multiple of kv_heads and an even head_dim",
@@ -82,7 +74,7 @@ static int make_rope(model *m, char *err) {
   int half = c->head_dim / 2;
   float *cs = own(m, (size_t)c->ctx * half), *sn = own(m, (size_t)c->ctx * half);
   if (!cs || !sn)
-    return fail(err, "out of memory for the RoPE tables");
+    return serve_errf(err, "out of memory for the RoPE tables");
   for (int p = 0; p < c->ctx; p++)
     for (int i = 0; i < half; i++) {
       /* llama2.c's float arithmetic, so its checkpoints reproduce its outputs */
@@ -106,7 +98,7 @@ double model_matrix_params(const model_config *c) {
 
 static int load_llama2c(model *m, const char *path, char *err) {
   if (m->map_len < 28)
-    return fail(err, "model file '%s' is truncated: %zu bytes, a llama2.c header needs 28", path,
+    return serve_errf(err, "model file '%s' is truncated: %zu bytes, a llama2.c header needs 28", path,
                 m->map_len);
   int32_t h[7];
   memcpy(h, m->map, sizeof h);
@@ -120,7 +112,7 @@ static int load_llama2c(model *m, const char *path, char *err) {
   snprintf(c->arch, sizeof c->arch, "llama2c");
   snprintf(c->tokenizer, sizeof c->tokenizer, "llama2c");
   if (c->heads > 0 && c->dim % c->heads != 0)
-    return fail(err, "model file '%s': dim %d is not a multiple of n_heads %d (not a llama2.c "
+    return serve_errf(err, "model file '%s': dim %d is not a multiple of n_heads %d (not a llama2.c "
                 "checkpoint?)", path, c->dim, c->heads);
   if (check_config(c, path, err))
     return -1;
@@ -130,13 +122,13 @@ static int load_llama2c(model *m, const char *path, char *err) {
                 d + (size_t)c->ctx * c->head_dim + (shared ? 0 : V * d);
   size_t have = (m->map_len - 28) / sizeof(float);
   if (have < need)
-    return fail(err, "model file '%s' is truncated: %zu bytes, the llama2.c header (dim %d, "
+    return serve_errf(err, "model file '%s' is truncated: %zu bytes, the llama2.c header (dim %d, "
                 "layers %d, vocab %d, context %d) needs %zu", path, m->map_len, c->dim, c->layers,
                 c->vocab, c->ctx, 28 + need * sizeof(float));
   const float *p = (const float *)((const char *)m->map + 28);
   m->layer = calloc(L, sizeof *m->layer);
   if (!m->layer)
-    return fail(err, "out of memory");
+    return serve_errf(err, "out of memory");
   m->emb = p;
   p += V * d;
   for (size_t l = 0; l < L; l++) m->layer[l].attn_norm = p + l * d;
@@ -200,7 +192,7 @@ typedef struct st_file {
 static const float *st_tensor(model *m, st_file *f, const char *name, int d0, int d1, char *err) {
   cJSON *t = cJSON_GetObjectItemCaseSensitive(f->hdr, name);
   if (!cJSON_IsObject(t)) {
-    fail(err, "model file '%s' has no tensor '%s'", f->path, name);
+    serve_errf(err, "model file '%s' has no tensor '%s'", f->path, name);
     return NULL;
   }
   cJSON *dt = cJSON_GetObjectItemCaseSensitive(t, "dtype");
@@ -209,14 +201,14 @@ static const float *st_tensor(model *m, st_file *f, const char *name, int d0, in
   int want_rank = d1 > 0 ? 2 : 1;
   if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off) ||
       cJSON_GetArraySize(off) != 2 || cJSON_GetArraySize(sh) != want_rank) {
-    fail(err, "model file '%s': tensor '%s' has a malformed entry (dtype, shape of rank %d and "
+    serve_errf(err, "model file '%s': tensor '%s' has a malformed entry (dtype, shape of rank %d and "
          "data_offsets expected)", f->path, name, want_rank);
     return NULL;
   }
   double s0 = cJSON_GetArrayItem(sh, 0)->valuedouble;
   double s1 = want_rank == 2 ? cJSON_GetArrayItem(sh, 1)->valuedouble : -1;
   if (s0 != d0 || (want_rank == 2 && s1 != d1)) {
-    fail(err, "model file '%s': tensor '%s' has shape [%g%s%g], the config needs [%d%s%d]",
+    serve_errf(err, "model file '%s': tensor '%s' has shape [%g%s%g], the config needs [%d%s%d]",
          f->path, name, s0, want_rank == 2 ? ", " : "", want_rank == 2 ? s1 : 0.0, d0,
          want_rank == 2 ? ", " : "", want_rank == 2 ? d1 : 0);
     return NULL;
@@ -225,13 +217,13 @@ static const float *st_tensor(model *m, st_file *f, const char *name, int d0, in
   const char *ty = dt->valuestring;
   size_t es = !strcmp(ty, "F32") ? 4 : (!strcmp(ty, "F16") || !strcmp(ty, "BF16")) ? 2 : 0;
   if (!es) {
-    fail(err, "model file '%s': tensor '%s' has dtype %s (F32, F16 or BF16 expected)", f->path,
+    serve_errf(err, "model file '%s': tensor '%s' has dtype %s (F32, F16 or BF16 expected)", f->path,
          name, ty);
     return NULL;
   }
   double b = cJSON_GetArrayItem(off, 0)->valuedouble, e = cJSON_GetArrayItem(off, 1)->valuedouble;
   if (!(b >= 0 && e >= b && e <= (double)f->data_len && e - b == (double)(n * es))) {
-    fail(err, "model file '%s' is truncated or corrupt: tensor '%s' spans bytes [%.0f, %.0f) of "
+    serve_errf(err, "model file '%s' is truncated or corrupt: tensor '%s' spans bytes [%.0f, %.0f) of "
          "%zu data bytes, and needs %zu", f->path, name, b, e, f->data_len, n * es);
     return NULL;
   }
@@ -240,7 +232,7 @@ static const float *st_tensor(model *m, st_file *f, const char *name, int d0, in
     return (const float *)src;
   float *dst = own(m, n);
   if (!dst) {
-    fail(err, "out of memory converting tensor '%s'", name);
+    serve_errf(err, "out of memory converting tensor '%s'", name);
     return NULL;
   }
   for (size_t i = 0; i < n; i++) {
@@ -273,20 +265,20 @@ static int json_int(cJSON *o, const char *key, int *out, int dflt) {
 
 static int load_safetensors(model *m, const char *path, char *err) {
   if (m->map_len < 8)
-    return fail(err, "model file '%s' is truncated: %zu bytes (a safetensors file starts with "
+    return serve_errf(err, "model file '%s' is truncated: %zu bytes (a safetensors file starts with "
                 "an 8-byte header length)", path, m->map_len);
   uint64_t hl = 0;
   for (int i = 7; i >= 0; i--)
     hl = hl << 8 | ((const unsigned char *)m->map)[i];
   if (hl < 2 || hl > m->map_len - 8)
-    return fail(err, "model file '%s' is truncated or not safetensors: header length %llu, file "
+    return serve_errf(err, "model file '%s' is truncated or not safetensors: header length %llu, file "
                 "%zu bytes", path, (unsigned long long)hl, m->map_len);
   st_file f = {.hdr = cJSON_ParseWithLength((const char *)m->map + 8, (size_t)hl),
                .data = (const unsigned char *)m->map + 8 + hl,
                .data_len = m->map_len - 8 - (size_t)hl, .path = path};
   if (!cJSON_IsObject(f.hdr)) {
     cJSON_Delete(f.hdr);
-    return fail(err, "model file '%s' is corrupt: its safetensors header is not a JSON object",
+    return serve_errf(err, "model file '%s' is corrupt: its safetensors header is not a JSON object",
                 path);
   }
   int rc = -1;
@@ -295,7 +287,7 @@ static int load_safetensors(model *m, const char *path, char *err) {
   cJSON *cfg = cJSON_IsString(cfgs) ? cJSON_Parse(cfgs->valuestring) : NULL;
   model_config *c = &m->cfg;
   if (!cJSON_IsObject(cfg)) {
-    fail(err, "model file '%s' has no config in its metadata (__metadata__.config, a JSON "
+    serve_errf(err, "model file '%s' has no config in its metadata (__metadata__.config, a JSON "
          "string, expected; Hugging Face folders with config.json are not supported yet)", path);
     goto out;
   }
@@ -306,7 +298,7 @@ static int load_safetensors(model *m, const char *path, char *err) {
       json_int(cfg, "head_dim", &c->head_dim, -1) || json_int(cfg, "ffn", &c->hidden, -1) ||
       json_int(cfg, "vocab", &c->vocab, -1) || json_int(cfg, "context", &ctx, 4096) ||
       json_int(cfg, "qk_norm", &c->qk_norm, 0)) {
-    fail(err, "model file '%s': its config lacks an integer d_model, n_layers, n_heads, n_kv, "
+    serve_errf(err, "model file '%s': its config lacks an integer d_model, n_layers, n_heads, n_kv, "
          "head_dim, ffn or vocab", path);
     goto out;
   }
@@ -316,7 +308,7 @@ static int load_safetensors(model *m, const char *path, char *err) {
   snprintf(c->arch, sizeof c->arch, "vx-tiny");
   snprintf(c->tokenizer, sizeof c->tokenizer, "bytes");
   if (c->vocab < 257) {
-    fail(err, "model file '%s': vocab %d cannot hold the byte tokenizer (256 bytes + BOS)", path,
+    serve_errf(err, "model file '%s': vocab %d cannot hold the byte tokenizer (256 bytes + BOS)", path,
          c->vocab);
     goto out;
   }
@@ -325,7 +317,7 @@ static int load_safetensors(model *m, const char *path, char *err) {
   int d = c->dim, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
   m->layer = calloc((size_t)c->layers, sizeof *m->layer);
   if (!m->layer) {
-    fail(err, "out of memory");
+    serve_errf(err, "out of memory");
     goto out;
   }
   if (!(m->emb = st_tensor(m, &f, "emb.weight", c->vocab, d, err)) ||
@@ -363,18 +355,11 @@ out:
 
 /* ------------------------------------------------------------------ synthetic */
 
-static uint64_t splitmix(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 static float *random_tensor(model *m, size_t n, float scale, uint64_t *s) {
   float *a = own(m, n);
   if (a)
     for (size_t i = 0; i < n; i++) /* uniform in [-scale, scale) */
-      a[i] = scale * (float)((double)(splitmix(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+      a[i] = scale * (float)(2.0 * serve_rand_unit(s) - 1.0);
   return a;
 }
 
@@ -408,7 +393,7 @@ static int load_synthetic(model *m, const char *spec, uint64_t seed, char *err) 
     if (strlen(presets[i].name) == nl && !strncmp(presets[i].name, name, nl))
       found = (int)i;
   if (found < 0)
-    return fail(err, "unknown synthetic model '%s' (presets: synthetic:qwen3-1.7b, "
+    return serve_errf(err, "unknown synthetic model '%s' (presets: synthetic:qwen3-1.7b, "
                 "synthetic:llama-3.1-8b, synthetic:tiny; append :layers=N, :ctx=N to resize)",
                 spec);
   model_config *c = &m->cfg;
@@ -420,7 +405,7 @@ static int load_synthetic(model *m, const char *spec, uint64_t seed, char *err) 
     else if (sscanf(o, ":ctx=%d", &v) == 1)
       c->ctx = v;
     else
-      return fail(err, "synthetic model '%s': unknown option '%s' (layers=N or ctx=N)", spec, o);
+      return serve_errf(err, "synthetic model '%s': unknown option '%s' (layers=N or ctx=N)", spec, o);
   }
   c->bos = 256;
   c->eos = -1;
@@ -435,7 +420,7 @@ static int load_synthetic(model *m, const char *spec, uint64_t seed, char *err) 
   m->layer = calloc((size_t)c->layers, sizeof *m->layer);
   if (!m->layer || !(m->emb = random_tensor(m, (size_t)c->vocab * d, 1.0f, &s)) ||
       !(m->final_norm = ones(m, d)))
-    return fail(err, "out of memory for synthetic model '%s'", spec);
+    return serve_errf(err, "out of memory for synthetic model '%s'", spec);
   m->cls = m->emb;
   for (int l = 0; l < c->layers; l++) {
     model_layer *y = &m->layer[l];
@@ -447,7 +432,7 @@ static int load_synthetic(model *m, const char *spec, uint64_t seed, char *err) 
         !(y->w2 = random_tensor(m, d * h, sh, &s)) ||
         (c->qk_norm && (!(y->q_norm = ones(m, (size_t)c->head_dim)) ||
                         !(y->k_norm = ones(m, (size_t)c->head_dim)))))
-      return fail(err, "out of memory for synthetic model '%s' (%d layers of dim %d; try "
+      return serve_errf(err, "out of memory for synthetic model '%s' (%d layers of dim %d; try "
                   ":layers=N)", spec, c->layers, c->dim);
   }
   return 0;
@@ -455,26 +440,21 @@ static int load_synthetic(model *m, const char *spec, uint64_t seed, char *err) 
 
 /* ------------------------------------------------------------------ entry */
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), k = strlen(suffix);
-  return n >= k && !strcmp(s + n - k, suffix);
-}
-
 int model_load(const char *path, uint64_t seed, model **out, char *err) {
   *out = NULL;
   model *m = calloc(1, sizeof *m);
   if (!m)
-    return fail(err, "out of memory");
+    return serve_errf(err, "out of memory");
   int rc;
   if (!strncmp(path, "synthetic:", 10)) {
     rc = load_synthetic(m, path, seed, err);
   } else if ((rc = map_file(m, path, err)) == 0) {
-    if (ends_with(path, ".safetensors"))
+    if (serve_ends_with(path, ".safetensors"))
       rc = load_safetensors(m, path, err);
-    else if (ends_with(path, ".bin"))
+    else if (serve_ends_with(path, ".bin"))
       rc = load_llama2c(m, path, err);
     else
-      rc = fail(err, "model file '%s': unknown format (expected a llama2.c .bin checkpoint or a "
+      rc = serve_errf(err, "model file '%s': unknown format (expected a llama2.c .bin checkpoint or a "
                 ".safetensors file)", path);
   }
   if (rc == 0)
