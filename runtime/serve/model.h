@@ -45,8 +45,8 @@ typedef struct model {
 } model;
 
 /* Loads a model: a llama2.c checkpoint (.bin), a single-file safetensors whose metadata holds
- * the config (.safetensors), or "synthetic:PRESET[:layers=N]" (seeded random weights; presets
- * qwen3-1.7b, llama-3.1-8b, tiny). Returns 0, or -1 with a message naming the file in err. */
+ * the config (.safetensors), or "synthetic:PRESET[:layers=N][:ctx=N][:qk_norm=0|1]" (seeded
+ * random weights; presets qwen3-1.7b, llama-3.1-8b, tiny). Returns 0, or -1 with a message naming the file in err. */
 int model_load(const char *path, uint64_t seed, model **out, char *err);
 void model_free(model *m);
 /* Parameters of the decoder's matrices per token (projections and MLP, all layers), i.e.

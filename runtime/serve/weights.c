@@ -394,7 +394,8 @@ static int load_synthetic(model *m, const char *spec, uint64_t seed, char *err) 
       found = (int)i;
   if (found < 0)
     return serve_errf(err, "unknown synthetic model '%s' (presets: synthetic:qwen3-1.7b, "
-                "synthetic:llama-3.1-8b, synthetic:tiny; append :layers=N, :ctx=N to resize)",
+                "synthetic:llama-3.1-8b, synthetic:tiny; append :layers=N, :ctx=N to resize, "
+                "and :qk_norm=1 for Qwen3's q/k norm)",
                 spec);
   model_config *c = &m->cfg;
   *c = presets[found].c;
@@ -404,8 +405,11 @@ static int load_synthetic(model *m, const char *spec, uint64_t seed, char *err) 
       c->layers = v;
     else if (sscanf(o, ":ctx=%d", &v) == 1)
       c->ctx = v;
+    else if (sscanf(o, ":qk_norm=%d", &v) == 1)
+      c->qk_norm = v != 0;
     else
-      return serve_errf(err, "synthetic model '%s': unknown option '%s' (layers=N or ctx=N)", spec, o);
+      return serve_errf(err, "synthetic model '%s': unknown option '%s' (layers=N, ctx=N or "
+                        "qk_norm=0/1)", spec, o);
   }
   c->bos = 256;
   c->eos = -1;

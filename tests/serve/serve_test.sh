@@ -36,7 +36,8 @@ reference)
   ;;
 batching)
   # three prompts through two cache rows (the third joins when a row is freed) give the same
-  # text as three separate runs, with quest on layers 1-4; sampling is reproducible by seed
+  # text as three separate runs, with quest on layers 1-4; sampling is reproducible by seed;
+  # a synthetic model runs
   need stories260K.bin tok512.bin
   run=("$serve" generate --model "$models/stories260K.bin" --tokenizer "$models/tok512.bin"
        --policy quest --param budget=32 -n 80)
@@ -52,6 +53,10 @@ batching)
   b=$("${run[@]}" --prompt "${prompts[0]}" --temperature 0.9 --top-k 40 --top-p 0.95 --seed 7 2>/dev/null)
   [ -n "$a" ] && [ "$a" = "$b" ] || fail "sampling with one seed is not reproducible"
   echo "$a"
+  # a synthetic model (seeded random weights) with Qwen3's q/k norm, through quest, in a batch
+  "$serve" generate --model synthetic:tiny:qk_norm=1:layers=3 --policy quest --param budget=32 \
+    --prompt "abc" --prompt "a longer prompt" -n 40 --batch 1 >"$work/synth.txt" 2>&1 ||
+    { cat "$work/synth.txt"; fail "synthetic model"; }
   ;;
 tiny_dense | tiny_quest)
   need vx-tiny-4k.safetensors vx-tiny-4k.retrieval.jsonl
