@@ -260,7 +260,7 @@ static art_code get_number(art_reader *r, const cJSON *obj, const char *key, dou
 
 /* A non-negative integer below 2^53 (exact in a JSON double). */
 static art_code get_u64(art_reader *r, const cJSON *obj, const char *key, uint64_t *out) {
-  double d;
+  double d = 0; /* set by get_number on success; GCC -O3 cannot tell */
   art_code c = get_number(r, obj, key, &d);
   if (c) return c;
   if (d < 0 || d != floor(d) || d >= 9007199254740992.0)
@@ -520,7 +520,7 @@ static art_code read_targets(art_reader *r, const cJSON *root, art_manifest *m) 
 static art_code get_opt_int(art_reader *r, const cJSON *root, const char *key, int max, int *out) {
   if (!cJSON_GetObjectItemCaseSensitive(root, key))
     return ART_OK;
-  uint64_t v;
+  uint64_t v = 0; /* likewise */
   art_code c = get_u64(r, root, key, &v);
   if (c) return c;
   if (v > (uint64_t)max)
