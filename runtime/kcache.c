@@ -7,6 +7,7 @@
 #include "artifact.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,7 +112,9 @@ int vxrt_kcache_store(uint64_t key, const void *bytes, size_t len) {
   if (!bytes || !len || len > KC_MAX_ENTRY || !cache_dir(dir, sizeof dir) ||
       !vxrt_kcache_path(key, path, sizeof path) || !make_dirs(dir))
     return 0;
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  /* pid and a per-process counter: two threads storing the same key use two files */
+  static atomic_uint serial;
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&serial, 1));
   FILE *f = fopen(tmp, "wb");
   if (!f) return 0;
   unsigned char h[KC_HEADER];
