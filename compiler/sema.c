@@ -6,6 +6,7 @@
 #include "sema.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -858,7 +859,19 @@ static Type check_reduce(Sema *s, Node *n) {
   int mark = s->nscope;
   bool bad = false;
   if (n->red == RED_SOFTMAX) {
-    /* softmax normalises along axes already bound outside it; it binds nothing */
+    /* softmax normalises along one axis already bound outside it; it binds nothing */
+    if (n->binders && n->binders->next) {
+      int count = 0;
+      char names[160] = "";
+      for (Node *b = n->binders; b; b = b->next, count++)
+        if (strlen(names) + strlen(b->name) + 8 < sizeof names)
+          snprintf(names + strlen(names), sizeof names - strlen(names), "%s'%s'", count ? ", " : "", b->name);
+      Diagnostic *d = diag_error(s->diags, n->span, "E0416",
+                                 "softmax[] normalises along one axis, not %d (%s)", count, names);
+      diag_hint(s->diags, d, "normalise along one axis at a time, e.g. 'softmax[t] s[p, t]'; top() and "
+                             "where() need no normalised score");
+      bad = true;
+    }
     for (Node *b = n->binders; b; b = b->next) {
       Axis *a = find_axis(s, b->name);
       if (!a || b->lhs) {
