@@ -43,6 +43,7 @@ enum {
   ATT_UNROLL = 4,     /* at most, tokens in flight per lane group in attend */
   ATT_SEG = 256,      /* selection entries staged in shared memory at a time */
   SEL_THREADS = VXK_GPU_SELECT_THREADS,
+  SEL_UNROLL = 4,     /* at most, pages in flight per lane group in the select sweep */
   MAX_COMBOS = 4096,  /* unrolled elements one value may expand to */
 };
 
@@ -72,6 +73,8 @@ typedef struct Gx {
   LLVMValueRef page, page_phys, lane;
   LLVMValueRef tok;    /* attend hooks: the token slot in the page (else NULL: t is unrolled) */
   LLVMValueRef logit;  /* attend hooks: the current logit of the head being evaluated */
+  LLVMValueRef qlane[16][8]; /* the lane's q (its CPL channels, every head), loaded once per
+                                kernel at the first read; qlane[0][0] NULL until then */
   int lanes;           /* lanes per element group: D / CPL */
   const VirKernel *k;
   Memo *memo;
@@ -329,6 +332,33 @@ static void store_dyn(Gx *g, LLVMValueRef base, LLVMValueRef dtype, LLVMValueRef
   LLVMPositionBuilderAtEnd(g->b, join);
 }
 
+/* This row's q for G heads and n channels from first_ch (all f32), with one branch on the
+ * dtype for all of them: a branch per element would serialise the loads' latencies. */
+static void load_q_lane(Gx *g, LLVMValueRef first_ch, int n, LLVMValueRef out[16][8]) {
+  LLVMValueRef base = gaddr(g, arg(g, VXK_GPU_Q)), dtype = arg(g, VXK_GPU_Q_DTYPE);
+  LLVMValueRef vars[16][8];
+  for (int h = 0; h < g->s.G; h++)
+    for (int v = 0; v < n; v++)
+      vars[h][v] = var(g, g->f32, cf(g, 0));
+  LLVMValueRef is_bf = LLVMBuildICmp(g->b, LLVMIntEQ, dtype, c64(g, VXK_GPU_BF16), "");
+  LLVMBasicBlockRef bf = block(g, "q_bf16"), f = block(g, "q_f32"), join = block(g, "q");
+  LLVMBuildCondBr(g->b, is_bf, bf, f);
+  for (int pass = 0; pass < 2; pass++) {
+    LLVMPositionBuilderAtEnd(g->b, pass ? f : bf);
+    for (int h = 0; h < g->s.G; h++)
+      for (int v = 0; v < n; v++) {
+        LLVMValueRef rowq = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, g->row, c32(g, g->s.G), ""), c32(g, h), "");
+        LLVMValueRef idx = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, rowq, c32(g, g->s.D), ""), LLVMBuildAdd(g->b, first_ch, c32(g, v), ""), "");
+        set(g, vars[h][v], load_dtype(g, pass ? DT_F32 : DT_BF16, base, idx));
+      }
+    LLVMBuildBr(g->b, join);
+  }
+  LLVMPositionBuilderAtEnd(g->b, join);
+  for (int h = 0; h < g->s.G; h++)
+    for (int v = 0; v < n; v++)
+      out[h][v] = get(g, vars[h][v]);
+}
+
 /* ------------------------------------------------------------------ kernels: entry, row */
 
 static const char *const kernel_names[] = {
@@ -355,6 +385,7 @@ static void begin_kernel(Gx *g, const char *kind, int threads, int maxnreg) {
   LLVMPositionBuilderAtEnd(g->b, block(g, "entry"));
   g->args = LLVMGetParam(g->fn, 0);
   /* values memoised in another function must not be reused here */
+  g->qlane[0][0] = NULL;
   g->row_gen = ++g->gens;
   g->gen = ++g->gens;
 }
@@ -634,6 +665,12 @@ static Ev load_input(Gx *g, const VirValue *v, const int *coord) {
   LLVMValueRef valid = NULL;
   if (!strcmp(n, "logit") && g->logit)
     return (Ev){g->logit, NULL};
+  if (!strcmp(n, "q") && v->args[0]->op == VI_AXIS && v->args[1]->op == VI_AXIS && lane_axis(v->args[1]->axis) &&
+      g->lane && !element_axis(g, v->args[0]->axis)) {
+    if (!g->qlane[0][0])
+      load_q_lane(g, channel(g, 0), CPL, g->qlane);
+    return (Ev){g->qlane[coord[v->args[0]->axis->id]][coord[v->args[1]->axis->id]], NULL};
+  }
   if (!strcmp(n, "q")) {
     LLVMValueRef gi = subscript(g, v, 0, g->s.G, coord, &valid), ch = subscript(g, v, 1, g->s.D, coord, &valid);
     LLVMValueRef rowq = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, g->row, c32(g, g->s.G), ""), gi, "");
@@ -1080,8 +1117,10 @@ static LLVMValueRef where_mask(Gx *g, const VirStore *w, int *coord) {
   return LLVMBuildAnd(g->b, bits, full_mask(g, g->page), "");
 }
 
-/* Evaluates the select hook for every page of the row: the top() score's order key (0 for
- * kept pages) and the union of the where() masks, into KEYS. */
+/* Evaluates the select hook for this CTA's slice of the row's pages (slice y of S = grid.y):
+ * the top() score's order key (0 for kept pages) and the union of the where() masks, into
+ * KEYS. A lane group takes SEL_UNROLL pages at a time, their page ids and fields loaded
+ * before their math, so that several pages per group are in flight (GPU.md, appendix A). */
 static void score_sweep(Gx *g, const VirKernel *k, const VirStore *score, const VirStore *const *wheres, int nwheres) {
   g->k = k;
   g->lanes = g->s.D / CPL;
@@ -1089,35 +1128,51 @@ static void score_sweep(Gx *g, const VirKernel *k, const VirStore *score, const 
   g->lane = LLVMBuildURem(g->b, t, c32(g, g->lanes), "lane");
   LLVMValueRef grp = LLVMBuildUDiv(g->b, t, c32(g, g->lanes), "");
   int groups = SEL_THREADS / g->lanes;
+  LLVMValueRef S = sreg(g, "llvm.nvvm.read.ptx.sreg.nctaid.y"), y = sreg(g, "llvm.nvvm.read.ptx.sreg.ctaid.y");
+  LLVMValueRef per = LLVMBuildUDiv(g->b, LLVMBuildAdd(g->b, g->npages, LLVMBuildSub(g->b, S, c32(g, 1), ""), ""), S, "");
+  LLVMValueRef lo = LLVMBuildMul(g->b, y, per, "");
+  LLVMValueRef mm[2] = {LLVMBuildAdd(g->b, lo, per, ""), g->npages};
+  LLVMValueRef hi = call_intrinsic(g, "llvm.smin", &g->i32, 1, mm, 2);
   int *coord = calloc((size_t)g->m->next_axis_id + 1, sizeof(int));
   /* the row block once, before the sweep: its values are memoised for every page */
   g->page = c32(g, 0);
   g->page_phys = c32(g, 0);
   for (const VirValue *v = k->row.first; v && !g->failed; v = v->next)
     for_combos(g, v->dom, v->ndom, coord, eval_row_value, (void *)v);
+  /* 512 threads allow 128 registers: q of G heads takes 8 G of them */
+  const int unroll = g->s.G <= 4 ? SEL_UNROLL : 2;
   GLoop l;
-  LLVMValueRef p0 = loop_begin(g, &l, c32(g, 0), g->npages, c32(g, groups));
-  LLVMValueRef p = LLVMBuildAdd(g->b, p0, grp, "");
-  LLVMValueRef valid = LLVMBuildICmp(g->b, LLVMIntSLT, p, g->npages, "");
-  LLVMValueRef last = LLVMBuildSub(g->b, g->npages, c32(g, 1), "");
-  g->page = LLVMBuildSelect(g->b, valid, p, last, "");
-  g->page_phys = page_of(g, g->page);
-  new_element(g);
-  LLVMValueRef key = NULL, wmask = c32(g, 0);
-  if (score) {
-    Ev s = eval(g, score->value, coord);
-    key = order_key(g, cg_expr_convert(&g->e, s.val, score->value->type, TY_F32));
-    LLVMValueRef kept = LLVMBuildICmp(g->b, LLVMIntNE, kept_mask(g, g->page), c32(g, 0), "");
-    key = LLVMBuildSelect(g->b, kept, c32(g, 0), key, "");
+  LLVMValueRef p0 = loop_begin(g, &l, lo, hi, c32(g, groups * unroll));
+  LLVMValueRef page[SEL_UNROLL], phys[SEL_UNROLL], valid[SEL_UNROLL], key[SEL_UNROLL], wmask[SEL_UNROLL];
+  for (int u = 0; u < unroll; u++) {
+    LLVMValueRef p = LLVMBuildAdd(g->b, p0, LLVMBuildAdd(g->b, c32(g, u * groups), grp, ""), "");
+    valid[u] = LLVMBuildICmp(g->b, LLVMIntSLT, p, hi, "");
+    page[u] = LLVMBuildSelect(g->b, valid[u], p, lo, "");
+    phys[u] = page_of(g, page[u]);
   }
-  for (int i = 0; i < nwheres; i++)
-    wmask = LLVMBuildOr(g->b, wmask, where_mask(g, wheres[i], coord), "");
-  LLVMBasicBlockRef j = if_then(g, LLVMBuildAnd(g->b, valid, LLVMBuildICmp(g->b, LLVMIntEQ, g->lane, c32(g, 0), ""), ""));
-  if (key)
-    LLVMBuildStore(g->b, key, scratch(g, 0, g->page));
-  if (nwheres)
-    LLVMBuildStore(g->b, wmask, scratch(g, 1, g->page));
-  end_if(g, j);
+  for (int u = 0; u < unroll; u++) {
+    g->page = page[u];
+    g->page_phys = phys[u];
+    new_element(g);
+    key[u] = NULL;
+    wmask[u] = c32(g, 0);
+    if (score) {
+      Ev sv = eval(g, score->value, coord);
+      key[u] = order_key(g, cg_expr_convert(&g->e, sv.val, score->value->type, TY_F32));
+      LLVMValueRef kept = LLVMBuildICmp(g->b, LLVMIntNE, kept_mask(g, g->page), c32(g, 0), "");
+      key[u] = LLVMBuildSelect(g->b, kept, c32(g, 0), key[u], "");
+    }
+    for (int i = 0; i < nwheres; i++)
+      wmask[u] = LLVMBuildOr(g->b, wmask[u], where_mask(g, wheres[i], coord), "");
+  }
+  for (int u = 0; u < unroll; u++) {
+    LLVMBasicBlockRef j = if_then(g, LLVMBuildAnd(g->b, valid[u], LLVMBuildICmp(g->b, LLVMIntEQ, g->lane, c32(g, 0), ""), ""));
+    if (key[u])
+      LLVMBuildStore(g->b, key[u], scratch(g, 0, page[u]));
+    if (nwheres)
+      LLVMBuildStore(g->b, wmask[u], scratch(g, 1, page[u]));
+    end_if(g, j);
+  }
   loop_end(g, &l);
   free(coord);
   g->k = NULL;
@@ -1156,38 +1211,60 @@ static void radix_select(Gx *g, LLVMValueRef budget_pages, LLVMValueRef hist, LL
     end_if(g, j);
     loop_end(g, &l);
     barrier(g);
-    /* one thread walks the bins from the top to the one where the count reaches `need` */
-    j = if_then(g, LLVMBuildICmp(g->b, LLVMIntEQ, t, c32(g, 0), ""));
+    /* the first warp finds the bin where the count from the top reaches `need`: lane l holds
+     * bins 255 - 8l ... 248 - 8l, a warp scan finds the lane, that lane its bin */
+    j = if_then(g, LLVMBuildICmp(g->b, LLVMIntULT, t, c32(g, 32), ""));
+    LLVMValueRef done, need;
     if (pass == 0) {
       LLVMValueRef cand = load(g, g->i32, s_cand);
       LLVMValueRef kept = LLVMBuildSub(g->b, g->npages, cand, "");
       LLVMValueRef want = LLVMBuildSub(g->b, budget_pages, kept, "");
       LLVMValueRef none = LLVMBuildICmp(g->b, LLVMIntSLE, want, c32(g, 0), "");
       LLVMValueRef all = LLVMBuildICmp(g->b, LLVMIntSGE, want, cand, "");
+      done = LLVMBuildOr(g->b, none, all, "");
+      need = want;
       /* none: T = max, take 0 equal; all: T = 0 (every candidate key is above it) */
+      LLVMBasicBlockRef j0 = if_then(g, LLVMBuildICmp(g->b, LLVMIntEQ, t, c32(g, 0), ""));
       LLVMBuildStore(g->b, LLVMBuildSelect(g->b, none, c32(g, -1), c32(g, 0), ""), s_thr);
-      LLVMBuildStore(g->b, LLVMBuildSelect(g->b, LLVMBuildOr(g->b, none, all, ""), c32(g, 0), want, ""), s_need);
-      LLVMBuildStore(g->b, LLVMBuildZExt(g->b, LLVMBuildOr(g->b, none, all, ""), g->i32, ""), s_done);
+      LLVMBuildStore(g->b, LLVMBuildSelect(g->b, done, c32(g, 0), want, ""), s_need);
+      LLVMBuildStore(g->b, LLVMBuildZExt(g->b, done, g->i32, ""), s_done);
+      end_if(g, j0);
+    } else {
+      done = LLVMBuildICmp(g->b, LLVMIntNE, load(g, g->i32, s_done), c32(g, 0), "");
+      need = load(g, g->i32, s_need);
     }
-    LLVMValueRef done = LLVMBuildICmp(g->b, LLVMIntNE, load(g, g->i32, s_done), c32(g, 0), "");
     LLVMBasicBlockRef work = if_then(g, LLVMBuildNot(g->b, done, ""));
-    LLVMValueRef need = load(g, g->i32, s_need);
-    LLVMValueRef above = var(g, g->i32, c32(g, 0));
-    LLVMValueRef digit = var(g, g->i32, c32(g, 0));
-    LLVMValueRef found = var(g, g->i1, LLVMConstInt(g->i1, 0, 0));
-    GLoop bl;
-    LLVMValueRef i = loop_begin(g, &bl, c32(g, 0), c32(g, 256), c32(g, 1));
-    LLVMValueRef b = LLVMBuildSub(g->b, c32(g, 255), i, "");
-    LLVMValueRef h = load(g, g->i32, sh_elem(g, hist, g->i32, b));
-    LLVMValueRef nf = LLVMBuildNot(g->b, get(g, found), "");
-    LLVMValueRef reach = LLVMBuildAnd(g->b, nf, LLVMBuildICmp(g->b, LLVMIntSGE, LLVMBuildAdd(g->b, get(g, above), h, ""), need, ""), "");
-    set(g, digit, LLVMBuildSelect(g->b, reach, b, get(g, digit), ""));
-    set(g, found, LLVMBuildOr(g->b, get(g, found), reach, ""));
-    set(g, above, LLVMBuildSelect(g->b, LLVMBuildOr(g->b, reach, get(g, found), ""), get(g, above),
-                                  LLVMBuildAdd(g->b, get(g, above), h, ""), ""));
-    loop_end(g, &bl);
-    LLVMBuildStore(g->b, LLVMBuildOr(g->b, prefix, LLVMBuildShl(g->b, get(g, digit), c32(g, shift), ""), ""), s_thr);
-    LLVMBuildStore(g->b, LLVMBuildSub(g->b, need, get(g, above), ""), s_need);
+    LLVMValueRef bins[8], cnt = c32(g, 0);
+    for (int b = 0; b < 8; b++) {
+      LLVMValueRef bi = LLVMBuildSub(g->b, c32(g, 255 - b), LLVMBuildMul(g->b, t, c32(g, 8), ""), "");
+      bins[b] = load(g, g->i32, sh_elem(g, hist, g->i32, bi));
+      cnt = LLVMBuildAdd(g->b, cnt, bins[b], "");
+    }
+    LLVMValueRef incl = cnt;
+    for (int off = 1; off < 32; off *= 2) {
+      LLVMValueRef args[4] = {c32(g, -1), incl, c32(g, off), c32(g, 0)};
+      LLVMValueRef up = call_intrinsic(g, "llvm.nvvm.shfl.sync.up.i32", NULL, 0, args, 4);
+      incl = LLVMBuildAdd(g->b, incl, LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntUGE, t, c32(g, off), ""), up, c32(g, 0), ""), "");
+    }
+    LLVMValueRef vote[2] = {c32(g, -1), LLVMBuildICmp(g->b, LLVMIntSGE, incl, need, "")};
+    LLVMValueRef ballot = call_intrinsic(g, "llvm.nvvm.vote.ballot.sync", NULL, 0, vote, 2);
+    LLVMValueRef ctz[2] = {ballot, LLVMConstInt(g->i1, 1, 0)};
+    LLVMValueRef lane_at = call_intrinsic(g, "llvm.cttz", &g->i32, 1, ctz, 2);
+    LLVMBasicBlockRef mine = if_then(g, LLVMBuildICmp(g->b, LLVMIntEQ, t, lane_at, ""));
+    LLVMValueRef acc = LLVMBuildSub(g->b, incl, cnt, ""), digit = c32(g, 0), above = c32(g, 0);
+    LLVMValueRef found = LLVMConstInt(g->i1, 0, 0);
+    for (int b = 0; b < 8; b++) {
+      LLVMValueRef bin = LLVMBuildSub(g->b, c32(g, 255 - b), LLVMBuildMul(g->b, t, c32(g, 8), ""), "");
+      LLVMValueRef next = LLVMBuildAdd(g->b, acc, bins[b], "");
+      LLVMValueRef reach = LLVMBuildAnd(g->b, LLVMBuildNot(g->b, found, ""), LLVMBuildICmp(g->b, LLVMIntSGE, next, need, ""), "");
+      digit = LLVMBuildSelect(g->b, reach, bin, digit, "");
+      above = LLVMBuildSelect(g->b, reach, acc, above, "");
+      found = LLVMBuildOr(g->b, found, reach, "");
+      acc = next;
+    }
+    LLVMBuildStore(g->b, LLVMBuildOr(g->b, prefix, LLVMBuildShl(g->b, digit, c32(g, shift), ""), ""), s_thr);
+    LLVMBuildStore(g->b, LLVMBuildSub(g->b, need, above, ""), s_need);
+    end_if(g, mine);
     end_if(g, work);
     end_if(g, j);
     barrier(g);
@@ -1259,6 +1336,37 @@ static void compact(Gx *g, bool has_top, bool has_where, LLVMValueRef all_mode, 
   }
 }
 
+/* The slices of a row (grid.y) count themselves out on the row's select counter; every CTA
+ * but the last returns, and the last, seeing all slices' keys, goes on (and resets the
+ * counter for the next launch). */
+static void last_slice_only(Gx *g, LLVMValueRef st) {
+  LLVMValueRef S = sreg(g, "llvm.nvvm.read.ptx.sreg.nctaid.y"), t = tid(g);
+  LLVMBasicBlockRef j = if_then(g, LLVMBuildICmp(g->b, LLVMIntUGT, S, c32(g, 1), ""));
+  fence_gpu(g);
+  barrier(g);
+  LLVMValueRef rows = LLVMBuildMul(g->b, arg32(g, VXK_GPU_NSLOTS), arg32(g, VXK_GPU_KV_HEADS), "");
+  LLVMValueRef counter = elem(g, g->i32, gaddr(g, arg(g, VXK_GPU_COUNTERS)), LLVMBuildAdd(g->b, rows, g->row, ""));
+  LLVMValueRef flag = sh_elem(g, st, g->i32, c32(g, 3));
+  LLVMBasicBlockRef j0 = if_then(g, LLVMBuildICmp(g->b, LLVMIntEQ, t, c32(g, 0), ""));
+  LLVMValueRef old = LLVMBuildAtomicRMW(g->b, LLVMAtomicRMWBinOpAdd, counter, c32(g, 1), LLVMAtomicOrderingAcquireRelease, 0);
+  LLVMValueRef last = LLVMBuildICmp(g->b, LLVMIntEQ, old, LLVMBuildSub(g->b, S, c32(g, 1), ""), "");
+  LLVMBuildStore(g->b, LLVMBuildZExt(g->b, last, g->i32, ""), flag);
+  LLVMBasicBlockRef r0 = if_then(g, last);
+  LLVMBuildStore(g->b, c32(g, 0), counter);
+  end_if(g, r0);
+  end_if(g, j0);
+  barrier(g);
+  LLVMValueRef is_last = LLVMBuildICmp(g->b, LLVMIntNE, load(g, g->i32, flag), c32(g, 0), "");
+  LLVMBasicBlockRef go = block(g, "last_slice"), out = block(g, "not_last");
+  LLVMBuildCondBr(g->b, is_last, go, out);
+  LLVMPositionBuilderAtEnd(g->b, out);
+  LLVMBuildRetVoid(g->b);
+  LLVMPositionBuilderAtEnd(g->b, go);
+  fence_gpu(g);
+  barrier(g); /* the flag is read before radix_select reuses its word */
+  end_if(g, j);
+}
+
 static void gen_select(Gx *g) {
   begin_kernel(g, "select", SEL_THREADS, 128);
   load_row(g, false);
@@ -1303,12 +1411,17 @@ static void gen_select(Gx *g) {
     all_mode = LLVMBuildOr(g->b, all_mode, LLVMBuildICmp(g->b, LLVMIntSGE, tokens, g->len, ""), "");
     budget_pages = LLVMBuildSDiv(g->b, tokens, c32(g, g->s.P), "");
   }
+  LLVMValueRef sweep = LLVMBuildAnd(g->b, LLVMConstInt(g->i1, has_top || nwheres, 0), LLVMBuildNot(g->b, all_mode, ""), "");
   if (has_top || nwheres) {
-    LLVMBasicBlockRef j = if_then(g, LLVMBuildNot(g->b, all_mode, ""));
+    LLVMBasicBlockRef j = if_then(g, sweep);
     score_sweep(g, k, has_top ? score : NULL, wheres, nwheres);
+    end_if(g, j);
+  }
+  last_slice_only(g, st);
+  if (has_top) {
+    LLVMBasicBlockRef j = if_then(g, sweep);
     barrier(g);
-    if (has_top)
-      radix_select(g, budget_pages, hist, st);
+    radix_select(g, budget_pages, hist, st);
     end_if(g, j);
   }
   compact(g, has_top, nwheres > 0, all_mode, st, scan);
@@ -1451,6 +1564,77 @@ static void att_slot(Gx *g, const Att *a, LLVMValueRef j0, LLVMValueRef ntok, At
   out->idx = kv_index(g, phys, tt, LLVMBuildMul(g->b, a->lane, c32(g, a->vec), ""));
 }
 
+/* The last CTA of a row: out and lse from the chunks' partials, merged in chunk order with an
+ * online rescale. A thread takes every 128th output element at once and MERGE_UNROLL chunks
+ * at a time, loads first, so the chain of L2 latencies is nchunks / MERGE_UNROLL long. */
+static void merge_chunks(Gx *g, LLVMValueRef nchunks, LLVMValueRef partials, LLVMValueRef outb, LLVMValueRef odt,
+                         LLVMValueRef lse_addr) {
+  enum { MAX_UNROLL = 8, MAX_NX = 32 };
+  int G = g->s.G, D = g->s.D, GD = G * D, pstride = D + 2;
+  int nx = (GD + VXK_GPU_ATTEND_THREADS - 1) / VXK_GPU_ATTEND_THREADS;
+  const int MERGE_UNROLL = 32 / nx > MAX_UNROLL ? MAX_UNROLL : 32 / nx < 2 ? 2 : 32 / nx; /* about 100 loads in flight */
+  LLVMValueRef t = tid(g), inf = cf(g, -__builtin_inf());
+  LLVMValueRef xs[MAX_NX], act[MAX_NX], hs[MAX_NX], ds[MAX_NX], M[MAX_NX], L[MAX_NX], O[MAX_NX];
+  LLVMValueRef rowp = LLVMBuildMul(g->b, LLVMBuildMul(g->b, g->row, nchunks, ""), c32(g, G * pstride), "");
+  for (int i = 0; i < nx; i++) {
+    LLVMValueRef x = LLVMBuildAdd(g->b, t, c32(g, i * VXK_GPU_ATTEND_THREADS), "");
+    act[i] = LLVMBuildICmp(g->b, LLVMIntSLT, x, c32(g, GD), "");
+    xs[i] = LLVMBuildSelect(g->b, act[i], x, c32(g, 0), "");
+    hs[i] = LLVMBuildUDiv(g->b, xs[i], c32(g, D), "");
+    ds[i] = LLVMBuildURem(g->b, xs[i], c32(g, D), "");
+    M[i] = var(g, g->f32, inf);
+    L[i] = var(g, g->f32, cf(g, 0));
+    O[i] = var(g, g->f32, cf(g, 0));
+  }
+  GLoop cl;
+  LLVMValueRef c0 = loop_begin(g, &cl, c32(g, 0), nchunks, c32(g, MERGE_UNROLL));
+  LLVMValueRef pm[MAX_NX][MAX_UNROLL], pl[MAX_NX][MAX_UNROLL], po[MAX_NX][MAX_UNROLL], ok[MAX_UNROLL];
+  for (int u = 0; u < MERGE_UNROLL; u++) {
+    LLVMValueRef c = LLVMBuildAdd(g->b, c0, c32(g, u), "");
+    ok[u] = LLVMBuildICmp(g->b, LLVMIntSLT, c, nchunks, "");
+    c = LLVMBuildSelect(g->b, ok[u], c, c32(g, 0), "");
+    for (int i = 0; i < nx; i++) {
+      LLVMValueRef ci = LLVMBuildAdd(g->b, rowp, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, c, c32(g, G * pstride), ""),
+                                                           LLVMBuildMul(g->b, hs[i], c32(g, pstride), ""), ""), "");
+      pm[i][u] = load(g, g->f32, elem(g, g->f32, partials, LLVMBuildAdd(g->b, ci, c32(g, D), "")));
+      pl[i][u] = load(g, g->f32, elem(g, g->f32, partials, LLVMBuildAdd(g->b, ci, c32(g, D + 1), "")));
+      po[i][u] = load(g, g->f32, elem(g, g->f32, partials, LLVMBuildAdd(g->b, ci, ds[i], "")));
+    }
+  }
+  for (int i = 0; i < nx; i++) {
+    LLVMValueRef m = get(g, M[i]), mx = m;
+    for (int u = 0; u < MERGE_UNROLL; u++)
+      mx = fmax_(g, mx, LLVMBuildSelect(g->b, ok[u], pm[i][u], inf, ""));
+    LLVMValueRef base = LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOEQ, mx, inf, ""), cf(g, 0), mx, "");
+    LLVMValueRef scale = exp2_(g, LLVMBuildFSub(g->b, m, base, ""));
+    LLVMValueRef l = LLVMBuildFMul(g->b, get(g, L[i]), scale, ""), o = LLVMBuildFMul(g->b, get(g, O[i]), scale, "");
+    for (int u = 0; u < MERGE_UNROLL; u++) {
+      LLVMValueRef w = LLVMBuildSelect(g->b, ok[u], exp2_(g, LLVMBuildFSub(g->b, pm[i][u], base, "")), cf(g, 0), "");
+      l = call_intrinsic(g, "llvm.fma", &g->f32, 1, (LLVMValueRef[]){pl[i][u], w, l}, 3);
+      o = call_intrinsic(g, "llvm.fma", &g->f32, 1, (LLVMValueRef[]){po[i][u], w, o}, 3);
+    }
+    set(g, M[i], mx);
+    set(g, L[i], l);
+    set(g, O[i], o);
+  }
+  loop_end(g, &cl);
+  for (int i = 0; i < nx; i++) {
+    LLVMBasicBlockRef aj = if_then(g, act[i]);
+    LLVMValueRef Lf = get(g, L[i]), Mv = get(g, M[i]);
+    LLVMValueRef none = LLVMBuildFCmp(g->b, LLVMRealOEQ, Lf, cf(g, 0), "");
+    store_dyn(g, outb, odt, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, g->row, c32(g, GD), ""), xs[i], ""),
+              LLVMBuildSelect(g->b, none, cf(g, 0), LLVMBuildFDiv(g->b, get(g, O[i]), Lf, ""), ""));
+    LLVMValueRef want = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, ds[i], c32(g, 0), ""),
+                                     LLVMBuildICmp(g->b, LLVMIntNE, lse_addr, c64(g, 0), ""), "");
+    LLVMBasicBlockRef wj = if_then(g, want);
+    LLVMValueRef lse = LLVMBuildSelect(g->b, none, cf(g, -__builtin_inf()),
+                                       LLVMBuildFMul(g->b, LLVMBuildFAdd(g->b, Mv, log2_(g, Lf), ""), cf(g, 0.6931471805599453), ""), "");
+    LLVMBuildStore(g->b, lse, elem(g, g->f32, gaddr(g, lse_addr), LLVMBuildAdd(g->b, LLVMBuildMul(g->b, g->row, c32(g, G), ""), hs[i], "")));
+    end_if(g, wj);
+    end_if(g, aj);
+  }
+}
+
 /* Tokens in flight per lane group and the register cap: q and o take 2 G vec registers, so
  * larger groups keep fewer tokens in flight (G = 8 at bf16 spilled with 4 under 168). */
 static int att_unroll(const Gx *g) { return g->s.G <= 4 ? 4 : g->s.G <= 8 ? 2 : 1; }
@@ -1480,15 +1664,12 @@ static void gen_attend(Gx *g) {
   LLVMValueRef e_lo = LLVMBuildMul(g->b, chunk, per, "");
   LLVMValueRef mm[2] = {LLVMBuildAdd(g->b, e_lo, per, ""), nent};
   LLVMValueRef e_hi = call_intrinsic(g, "llvm.smin", &g->i32, 1, mm, 2);
-  /* q for this lane's channels, all G heads */
+  /* q for this lane's channels, all G heads, scaled to the log2 domain */
   float scale = (float)(1.4426950408889634 / __builtin_sqrt((double)D));
-  LLVMValueRef qb = gaddr(g, arg(g, VXK_GPU_Q)), qdt = arg(g, VXK_GPU_Q_DTYPE);
+  load_q_lane(g, LLVMBuildMul(g->b, a.lane, c32(g, a.vec), ""), a.vec, a.q);
   for (int h = 0; h < G; h++)
-    for (int v = 0; v < a.vec; v++) {
-      LLVMValueRef idx = LLVMBuildAdd(g->b, c32(g, (long long)h * D + v), LLVMBuildAdd(g->b, LLVMBuildMul(g->b, g->row, c32(g, G * D), ""),
-                                                                               LLVMBuildMul(g->b, a.lane, c32(g, a.vec), ""), ""), "");
-      a.q[h][v] = LLVMBuildFMul(g->b, load_dyn(g, qb, qdt, idx), cf(g, scale), "");
-    }
+    for (int v = 0; v < a.vec; v++)
+      a.q[h][v] = LLVMBuildFMul(g->b, a.q[h][v], cf(g, scale), "");
   for (int h = 0; h < G; h++) {
     a.m[h] = var(g, g->f32, cf(g, -__builtin_inf()));
     a.l[h] = var(g, g->f32, cf(g, 0));
@@ -1672,37 +1853,7 @@ static void gen_attend(Gx *g) {
   LLVMValueRef is_last = LLVMBuildICmp(g->b, LLVMIntNE, load(g, g->i32, sh_elem(g, sh_last, g->i32, c32(g, 0))), c32(g, 0), "");
   LLVMBasicBlockRef lj = if_then(g, is_last);
   fence_gpu(g);
-  GLoop ml;
-  x = loop_begin(g, &ml, t, c32(g, GD), c32(g, VXK_GPU_ATTEND_THREADS));
-  h = LLVMBuildUDiv(g->b, x, c32(g, D), "");
-  d = LLVMBuildURem(g->b, x, c32(g, D), "");
-  LLVMValueRef rowp = LLVMBuildMul(g->b, LLVMBuildMul(g->b, g->row, nchunks, ""), c32(g, G * pstride), "");
-  LLVMValueRef hoff = LLVMBuildMul(g->b, h, c32(g, pstride), "");
-  LLVMValueRef MM = var(g, g->f32, cf(g, -__builtin_inf()));
-  GLoop cl;
-  LLVMValueRef c = loop_begin(g, &cl, c32(g, 0), nchunks, c32(g, 1));
-  LLVMValueRef ci = LLVMBuildAdd(g->b, rowp, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, c, c32(g, G * pstride), ""), hoff, ""), "");
-  set(g, MM, fmax_(g, get(g, MM), load(g, g->f32, elem(g, g->f32, partials, LLVMBuildAdd(g->b, ci, c32(g, D), "")))));
-  loop_end(g, &cl);
-  LLVMValueRef MMv = get(g, MM);
-  LLVMValueRef MMb = LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOEQ, MMv, cf(g, -__builtin_inf()), ""), cf(g, 0), MMv, "");
-  LLVMValueRef LL = var(g, g->f32, cf(g, 0)), OO = var(g, g->f32, cf(g, 0));
-  c = loop_begin(g, &cl, c32(g, 0), nchunks, c32(g, 1));
-  ci = LLVMBuildAdd(g->b, rowp, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, c, c32(g, G * pstride), ""), hoff, ""), "");
-  LLVMValueRef w = exp2_(g, LLVMBuildFSub(g->b, load(g, g->f32, elem(g, g->f32, partials, LLVMBuildAdd(g->b, ci, c32(g, D), ""))), MMb, ""));
-  set(g, LL, call_intrinsic(g, "llvm.fma", &g->f32, 1, (LLVMValueRef[]){load(g, g->f32, elem(g, g->f32, partials, LLVMBuildAdd(g->b, ci, c32(g, D + 1), ""))), w, get(g, LL)}, 3));
-  set(g, OO, call_intrinsic(g, "llvm.fma", &g->f32, 1, (LLVMValueRef[]){load(g, g->f32, elem(g, g->f32, partials, LLVMBuildAdd(g->b, ci, d, ""))), w, get(g, OO)}, 3));
-  loop_end(g, &cl);
-  LLVMValueRef Lf = get(g, LL);
-  LLVMValueRef none = LLVMBuildFCmp(g->b, LLVMRealOEQ, Lf, cf(g, 0), "");
-  store_dyn(g, outb, odt, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, g->row, c32(g, GD), ""), x, ""),
-            LLVMBuildSelect(g->b, none, cf(g, 0), LLVMBuildFDiv(g->b, get(g, OO), Lf, ""), ""));
-  LLVMValueRef want = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, d, c32(g, 0), ""), LLVMBuildICmp(g->b, LLVMIntNE, lse_addr, c64(g, 0), ""), "");
-  LLVMBasicBlockRef wj = if_then(g, want);
-  LLVMValueRef lse = LLVMBuildSelect(g->b, none, cf(g, -__builtin_inf()), LLVMBuildFMul(g->b, LLVMBuildFAdd(g->b, MMv, log2_(g, Lf), ""), cf(g, ln2), ""), "");
-  LLVMBuildStore(g->b, lse, elem(g, g->f32, gaddr(g, lse_addr), LLVMBuildAdd(g->b, LLVMBuildMul(g->b, g->row, c32(g, G), ""), h, "")));
-  end_if(g, wj);
-  loop_end(g, &ml);
+  merge_chunks(g, nchunks, partials, outb, odt, lse_addr);
   LLVMBasicBlockRef rj = if_then(g, LLVMBuildICmp(g->b, LLVMIntEQ, t, c32(g, 0), ""));
   LLVMBuildStore(g->b, c32(g, 0), counter); /* ready for the next launch (graph replay) */
   end_if(g, rj);
@@ -1832,7 +1983,7 @@ static bool intrinsics_allowed(Gx *g) {
     "llvm.nvvm.lg2.approx.f", "llvm.nvvm.ex2.approx", "llvm.exp2.f32", "llvm.fma.f32", "llvm.maxnum.f32",
     "llvm.minnum.f32", "llvm.smax.i32", "llvm.smin.i32", "llvm.umax.i32", "llvm.umin.i32", "llvm.sqrt.f32",
     "llvm.floor.f32", "llvm.ceil.f32", "llvm.fabs.f32", "llvm.round.f32", "llvm.rint.f32", "llvm.abs.i32",
-    "llvm.ctpop.i32", "llvm.copysign.f32", "llvm.trunc.f32", "llvm.nvvm.",
+    "llvm.ctpop.i32", "llvm.cttz.i32", "llvm.copysign.f32", "llvm.trunc.f32", "llvm.nvvm.",
   };
   for (LLVMValueRef f = LLVMGetFirstFunction(g->mod); f; f = LLVMGetNextFunction(f)) {
     if (!LLVMIsDeclaration(f))

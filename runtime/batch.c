@@ -76,6 +76,14 @@ int vxrt_attend_chunks(int rows, int max_pages, int slots) {
   return best;
 }
 
+/* Select's slices per row (grid.y): as many as one wave of resident CTAs holds, each slice
+ * at least 64 pages; the last slice of a row to finish ranks the whole row. */
+int vxrt_select_slices(int rows, int max_pages, int slots) {
+  int n = rows > 0 ? slots / rows : 1;
+  int cap = max_pages / 64 > 1 ? max_pages / 64 : 1;
+  return n < 1 ? 1 : n > cap ? cap : n;
+}
+
 int vxrt_batch_chunks(const vxrt_batch *b) {
   return vxrt_attend_chunks(b->nslots * b->H, b->max_pages, b->st->gpu->attend_slots);
 }
@@ -554,8 +562,9 @@ vxrt_status vxrt_decode_select(vxrt_batch *b, int layer, vxrt_dbuf q, vxrt_strea
       vxrt_batch_args(b, layer, &a);
       a.slot[VXK_GPU_Q] = q.addr;
       a.slot[VXK_GPU_Q_DTYPE] = (uint64_t)q.dtype;
-      st = vxrt_gpu_launch(b->st, VXRT_GPU_select, (unsigned)(b->nslots * b->H), 1,
-                           VXK_GPU_SELECT_THREADS, &a, s->s);
+      int rows = b->nslots * b->H;
+      int slices = vxrt_select_slices(rows, b->max_pages, b->st->gpu->select_slots);
+      st = vxrt_gpu_launch(b->st, VXRT_GPU_select, (unsigned)rows, (unsigned)slices, VXK_GPU_SELECT_THREADS, &a, s->s);
     }
   } else {
     for (int i = 0; i < b->nslots; i++) {

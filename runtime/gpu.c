@@ -88,12 +88,12 @@ static vxrt_status resolve(vxrt_state *st, vxrt_gpu *g) {
   return VXRT_OK;
 }
 
-/* How many attend CTAs run at once: SMs times the occupancy the driver computes from the
- * kernel's registers and shared memory (two per SM when the driver cannot say). */
-static int attend_slots(vxrt_device *dev, const vxrt_gpu *g) {
+/* How many CTAs of a kernel run at once: SMs times the occupancy the driver computes from
+ * the kernel's registers and shared memory (two per SM when the driver cannot say). */
+static int kernel_slots(vxrt_device *dev, const vxrt_gpu *g, vxrt_gpu_kind kind, int threads) {
   int per_sm = 0;
-  if (dev->cu.cuOccupancyMaxActiveBlocksPerMultiprocessor && g->fn[VXRT_GPU_attend] && !vxrt_cuda_push(dev)) {
-    if (dev->cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, g->fn[VXRT_GPU_attend], VXK_GPU_ATTEND_THREADS, 0))
+  if (dev->cu.cuOccupancyMaxActiveBlocksPerMultiprocessor && g->fn[kind] && !vxrt_cuda_push(dev)) {
+    if (dev->cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, g->fn[kind], threads, 0))
       per_sm = 0;
     vxrt_cuda_pop(dev);
   }
@@ -189,7 +189,10 @@ vxrt_status vxrt_gpu_create(vxrt_state *st) {
   if (!g->pools || !g->consts) s = vxrt_fail(VXRT_ERR_OUT_OF_MEMORY, "out of memory");
   if (!s) s = resolve(st, g);
   if (!s) s = device_sms(st->dev, &g->sms);
-  if (!s) g->attend_slots = attend_slots(st->dev, g);
+  if (!s) {
+    g->attend_slots = kernel_slots(st->dev, g, VXRT_GPU_attend, VXK_GPU_ATTEND_THREADS);
+    g->select_slots = kernel_slots(st->dev, g, VXRT_GPU_select, VXK_GPU_SELECT_THREADS);
+  }
   if (!s) s = upload_state(st, g);
   size_t hg = (size_t)st->info.desc.kv_heads * (size_t)st->G, hgd = hg * (size_t)st->info.desc.head_dim;
   if (!s) s = vxrt_mem_alloc(st->dev, sizeof(float) * hgd, &g->q);

@@ -23,6 +23,7 @@ typedef struct vxrt_gpu {
   int sms;                           /* streaming multiprocessors */
   int attend_slots;                  /* attend CTAs resident at once (SMs x occupancy): the
                                         split-KV plan fills one wave of them */
+  int select_slots;                  /* the same for select: its slices per row fill one wave */
   uint64_t *pools;                   /* [field * layers + layer]: paged fields */
   uint64_t *consts;                  /* [field]: uploaded consts */
   uint64_t fields;                   /* u64 [layers][nfields]: the FIELDS tables */
@@ -63,6 +64,7 @@ vxrt_status vxrt_gpu_launch(vxrt_state *st, vxrt_gpu_kind kind, unsigned gx, uns
 
 /* Split-KV chunks per row for attend (documented in docs/runtime.md, "Batched decode"). */
 int vxrt_attend_chunks(int rows, int max_pages, int slots);
+int vxrt_select_slices(int rows, int max_pages, int slots);
 
 /* batch.c, for the per-row calls on CUDA (run.c): makes `row` the only slot of a batch of
  * one at the given length and prefill length (no checks across layers), queues the upload

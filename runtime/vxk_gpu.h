@@ -74,7 +74,8 @@ enum { VXK_GPU_F32 = 0, VXK_GPU_F16 = 1, VXK_GPU_BF16 = 2 };
  *              and the token fields of that token.
  *   summarise: grid (MAX_ROW_PAGES, rows), block 128. Page fields of every page holding a
  *              token in [FIRST_TOKEN, LENGTHS[slot]), token fields of those tokens.
- *   select:    grid (rows), block VXK_GPU_SELECT_THREADS. Scores, keeps and top-k; writes
+ *   select:    grid (rows, S), block VXK_GPU_SELECT_THREADS: S slices of the row's pages; the
+ *              last slice to finish (the row's second counter) ranks. Scores, keeps, top-k; writes
  *              SEL_N, SEL_IDX, SEL_MASK.
  *   attend:    grid (rows, NCHUNKS), block VXK_GPU_ATTEND_THREADS. Split-KV attention
  *              over the selection (or every page when SEL_N is 0); the last CTA of a row

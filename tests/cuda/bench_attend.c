@@ -1,7 +1,7 @@
 /* bench_attend.c - batched decode attention on the GPU at Llama-3.1-8B shapes, through
  * libvxrt's public batched API.
  *
- *   bench_attend ARTIFACT [--iters N] [--policy]
+ *   bench_attend ARTIFACT [--iters N] [--policy] [--only B N]
  *   bench_attend --vxc VXC --source FILE.vx --out ARTIFACT [--iters N] [--policy]
  *
  * The artifact needs GPU kernels for d128g4p16_bf16 (vxc --target sm_90 --shape
@@ -184,7 +184,7 @@ static int run_config(vxrt_device *dev, const char *artifact, int B, int N, int 
 
 int main(int argc, char **argv) {
   const char *artifact = NULL, *vxc = NULL, *source = NULL;
-  int iters = 100, policy = 0;
+  int iters = 100, policy = 0, only_b = 0, only_n = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int more = i + 1 < argc;
@@ -193,9 +193,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--source") && more) source = argv[++i];
     else if (!strcmp(a, "--out") && more) artifact = argv[++i];
     else if (!strcmp(a, "--policy")) policy = 1;
+    else if (!strcmp(a, "--only") && i + 2 < argc) {
+      only_b = atoi(argv[++i]);
+      only_n = atoi(argv[++i]);
+    }
     else if (a[0] != '-' && !artifact) artifact = a;
     else {
-      fprintf(stderr, "usage: bench_attend ARTIFACT [--iters N] [--policy]\n"
+      fprintf(stderr, "usage: bench_attend ARTIFACT [--iters N] [--policy] [--only B N]\n"
                       "       bench_attend --vxc VXC --source FILE.vx --out ARTIFACT [--iters N] [--policy]\n");
       return 2;
     }
@@ -218,6 +222,8 @@ int main(int argc, char **argv) {
   int n = 0, failed = 0;
   for (int i = 0; i < 3; i++)
     for (int j = 0; j < 2; j++) {
+      if (only_b && (Bs[i] != only_b || Ns[j] != only_n))
+        continue; /* --only B N: one configuration (for profilers) */
       Result *r = &res[n];
       memset(r, 0, sizeof *r);
       if (!run_config(dev, artifact, Bs[i], Ns[j], iters, policy, r)) {
