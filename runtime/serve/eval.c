@@ -117,10 +117,17 @@ static int gen_range(uint64_t *s, int lo, int hi) { /* uniform in [lo, hi] */
   return lo + (int)(serve_rand64(s) % (uint64_t)(hi - lo + 1));
 }
 
-/* Whether line [p, p + n) is a needle of the fixtures ("The pass key is ...", "key N holds"). */
+/* Whether line [p, p + n) holds a needle of the fixtures anywhere ("pass key", "key N holds
+ * V"): their generator inserted needles at any byte, mid-line too, so a line that merely
+ * contains one would be a distractor in a generated prompt. */
 static int is_needle_line(const char *p, size_t n) {
-  return (n >= 16 && !memcmp(p, "The pass key is ", 16)) ||
-         (n >= 5 && !memcmp(p, "key ", 4) && p[4] >= '0' && p[4] <= '9');
+  for (size_t i = 0; i + 5 <= n; i++) {
+    if (i + 8 <= n && !memcmp(p + i, "pass key", 8))
+      return 1;
+    if (!memcmp(p + i, "key ", 4) && p[i + 4] >= '0' && p[i + 4] <= '9')
+      return 1;
+  }
+  return 0;
 }
 
 /* The filler: every whole line of the fixtures' prompts that is not a needle or a question
@@ -143,7 +150,7 @@ static char *gen_filler(const fixture *fx, int n, size_t *len) {
       if (!e)
         break; /* the last, cut line ends in the question */
       size_t ln = (size_t)(e - p) + 1;
-      if (e + 1 < end && !is_needle_line(p, ln) && memcmp(p, "What ", 5) != 0) {
+      if (e + 1 < end && !is_needle_line(p, ln)) {
         memcpy(buf + k, p, ln);
         k += ln;
       }
@@ -256,6 +263,43 @@ fail:
   return -1;
 }
 
+static cJSON *out_text(const engine_request *r);
+
+/* The prompts as JSON lines in the fixtures' format (task, ctx, prompt, answer). */
+static int write_prompts(const char *path, const fixture *fx, const int *pick, int n) {
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    fprintf(stderr, "vx-serve eval: cannot write '%s': %s\n", path, strerror(errno));
+    return -1;
+  }
+  for (int i = 0; i < n; i++) {
+    const fixture *x = &fx[pick[i]];
+    engine_request r = {.nout = (int)x->plen};
+    int *bytes = malloc((x->plen + 1) * sizeof(int));
+    if (!bytes)
+      break;
+    for (size_t k = 0; k < x->plen; k++)
+      bytes[k] = (unsigned char)x->prompt[k];
+    r.out = bytes;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "task", x->task);
+    cJSON_AddNumberToObject(o, "ctx", x->ctx);
+    cJSON_AddItemToObject(o, "prompt", out_text(&r));
+    cJSON_AddStringToObject(o, "answer", x->answer);
+    char *line = cJSON_PrintUnformatted(o);
+    if (line)
+      fprintf(f, "%s\n", line);
+    free(line);
+    cJSON_Delete(o);
+    free(bytes);
+  }
+  if (fclose(f) != 0) {
+    fprintf(stderr, "vx-serve eval: writing '%s' failed\n", path);
+    return -1;
+  }
+  return 0;
+}
+
 static int starts_with_answer(const engine_request *r, const char *answer) {
   size_t k = strlen(answer);
   if ((size_t)r->nout < k)
@@ -358,6 +402,7 @@ static void eval_usage(FILE *f) {
           "  --gen-bytes N       their length as the fixtures' ctx field (default 4096)\n"
           "  --perplexity N      also: perplexity of N bytes of filler text (its first quarter\n"
           "                      the prompt, the rest teacher-forced), policy and dense\n"
+          "  --write-prompts PATH  the prompts run (generated or picked) as JSON lines\n"
           "  --trace PATH        per decode step, layer and KV head: error and mass, JSON lines\n"
           "  --quiet             no progress on stderr\n"
           "  and the options of generate: --param, --dense-layers, --page-size, --kv-dtype,\n"
@@ -368,7 +413,7 @@ int serve_eval(int argc, char **argv) {
   serve_ctx x;
   memset(&x, 0, sizeof x);
   serve_opts_defaults(&x.o);
-  const char *fixtures = NULL, *sweep = NULL, *trace = NULL;
+  const char *fixtures = NULL, *sweep = NULL, *trace = NULL, *dump = NULL;
   long limit = 0, n_new = 8, max_ctx = 0, gen_n = 0, gen_ctx = 4096, ppl_bytes = 0;
   int *ppl_tok = NULL, ppl_n = 0;
   engine_request ppl[2];
@@ -423,6 +468,8 @@ int serve_eval(int argc, char **argv) {
         fprintf(stderr, "vx-serve eval: --perplexity expects a length in bytes (at least 16)\n");
         return 2;
       }
+    } else if (!strcmp(a, "--write-prompts") && has_v) {
+      dump = argv[++i];
     } else if (!strcmp(a, "--trace") && has_v) {
       trace = argv[++i];
     } else if (!strcmp(a, "--quiet")) {
@@ -556,6 +603,8 @@ int serve_eval(int argc, char **argv) {
   for (int i = 0; i < n; i++)
     pick[i] = eligible[(long)i * ne / n]; /* spread over the file: every task and length */
   free(eligible);
+  if (dump && write_prompts(dump, fx, pick, n) != 0)
+    goto out;
   for (int i = 0; i < n; i++) {
     fixture *f = &fx[pick[i]];
     f->tok = malloc((f->plen + 2) * sizeof(int));
