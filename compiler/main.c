@@ -63,7 +63,7 @@ static void usage(FILE *out) {
         "  --report[=text|json]  print bytes read and FLOPs per decode step and row, and the\n"
         "                        predicted speedup over dense (docs/report.md); needs:\n"
         "    --context N           tokens in the row\n"
-        "    --budget B            top() budget in tokens (default: the policy's own)\n"
+        "    --budget B            sets the policy's param 'budget' (tokens) for the report\n"
         "    --kv-dtype T          f32, f16 or bf16 (default bf16)\n"
         "    --G g --D d --P p     query heads per KV head, head dim, page size (4, 128, 16)\n"
         "    --expected-density X  fraction where() selects, an estimate (default 0.05)\n"

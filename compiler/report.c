@@ -214,11 +214,21 @@ static bool param_default(const Node *param, double *out) {
   return true;
 }
 
-/* The value of a name in an extent or scalar: D, G, P, npages or a param's default. */
+/* A param's value: --budget B sets the param named budget, the others keep their defaults. */
+static bool param_value(Ctx *x, const Node *param, double *out) {
+  if (x->o->budget >= 0 && !strcmp(param->name, "budget")) {
+    *out = (double)x->o->budget;
+    return true;
+  }
+  return param_default(param, out);
+}
+
+/* The value of a name in an extent or scalar: D, G, P, npages, len (the context) or a
+ * param's value. */
 static bool name_value(Ctx *x, const char *name, size_t len, double *out) {
   const struct { const char *name; double value; } known[] = {
       {"D", (double)x->o->D}, {"G", (double)x->o->G}, {"P", (double)x->o->P},
-      {"npages", x->npages}, {"pi", M_PI}};
+      {"npages", x->npages}, {"pi", M_PI}, {"len", (double)x->o->context}};
   for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
     if (strlen(known[i].name) == len && !strncmp(known[i].name, name, len)) {
       *out = known[i].value;
@@ -227,7 +237,7 @@ static bool name_value(Ctx *x, const char *name, size_t len, double *out) {
   for (int i = 0; i < x->m->nparams; i++) {
     const Node *p = x->m->params[i];
     if (strlen(p->name) == len && !strncmp(p->name, name, len))
-      return param_default(p, out);
+      return param_value(x, p, out);
   }
   return false;
 }
@@ -316,7 +326,7 @@ static bool eval_scalar(Ctx *x, const VirValue *v, double *out) {
     *out = v->num;
     return true;
   case VI_PARAM:
-    return param_default(v->param, out);
+    return param_value(x, v->param, out);
   case VI_SCALAR:
     return name_value(x, v->name, strlen(v->name), out);
   case VI_UNARY:
@@ -553,6 +563,15 @@ static bool select_feeds_others(const VirModule *m, const VirKernel *sel) {
   return false;
 }
 
+/* Whether kernel k reads the layer index: its selection may differ from layer to layer. */
+static bool reads_layer(const VirKernel *k) {
+  for (int b = 0; k && b < 2; b++)
+    for (const VirValue *v = b ? k->each.first : k->row.first; v; v = v->next)
+      if (v->op == VI_SCALAR && !strcmp(v->name, "layer"))
+        return true;
+  return false;
+}
+
 /* The selection: always-kept tokens, budgets, and the tokens attended per step. */
 static void count_selection(Ctx *x, Report *r) {
   const VirModule *m = x->m;
@@ -580,11 +599,11 @@ static void count_selection(Ctx *x, Report *r) {
     where |= s->kind == ND_WHERE;
     if (s->kind != ND_TOP)
       continue;
-    double b = (double)x->o->budget;
-    if (x->o->budget < 0 && eval_scalar(x, s->count, &b))
+    double b = 0;
+    if (eval_scalar(x, s->count, &b))
       b = fmax(b, 0) * (s->unit == UNIT_PAGES ? P : 1);
-    else if (x->o->budget < 0)
-      fail(x, "cannot evaluate the budget of top() from the params' defaults");
+    else
+      fail(x, "cannot evaluate the budget of top() %d from the params, the shapes and --context", i + 1);
     r->budget = (r->budget < 0 ? 0 : r->budget) + b;
     top_pages += floor(b / P);
     top_tokens += b;
@@ -598,6 +617,11 @@ static void count_selection(Ctx *x, Report *r) {
   base = fmin(base, N);
   r->estimate = where && !r->select_all;
   r->selected = r->select_all ? N : where ? base + x->o->density * (N - base) : base;
+  /* per head: G selections, kept tokens shared, the rest at worst disjoint */
+  double shared = fmin(r->keep, r->selected);
+  r->union_tokens = r->per_head && !r->select_all
+                        ? fmin(N, shared + (double)x->o->G * (r->selected - shared))
+                        : r->selected;
   const VirKernel *sel = find_kernel(m, VK_SELECT);
   r->scoring_skipped = ntop && !where && !r->select_all && base >= N && sel &&
                        !select_feeds_others(m, sel);
@@ -612,8 +636,20 @@ static void count_selection(Ctx *x, Report *r) {
     note(r, "the budget (%.0f tokens) exceeds the context: clamped to %.0f", r->budget, N);
   if (r->scoring_skipped)
     note(r, "the budget covers the whole row: scoring is skipped (every token is attended)");
-  if (!ntop && x->o->budget >= 0)
-    note(r, "--budget is not used: the policy has no top() selection");
+  bool has_budget = false;
+  for (int i = 0; i < m->nparams; i++)
+    has_budget |= !strcmp(m->params[i]->name, "budget");
+  if (x->o->budget >= 0 && !has_budget)
+    note(r, "--budget is not used: the policy has no param 'budget'");
+  r->layer_dependent = !r->select_all && reads_layer(find_kernel(m, VK_SELECT));
+  if (r->layer_dependent)
+    note(r, "the selection depends on the layer (the select kernel reads 'layer'): these "
+            "figures assume every layer selects as the budget says; a layer that selects more "
+            "(or attends densely) costs more, up to the dense row");
+  if (r->per_head && !r->select_all)
+    note(r, "select per head: each query head attends its own %.0f tokens; the group reads "
+            "the union of their selections, counted as up to %.0f tokens of K and V (disjoint "
+            "selections beside the shared kept ones)", r->selected, r->union_tokens);
 }
 
 static void check_requires(Ctx *x) {
@@ -652,7 +688,7 @@ bool report_compute(const VirModule *m, const ReportOptions *o, Report *r, char 
   Grid chosen = {r->selected, ceil(r->selected / P)};
   ReportCost mod = kernel_cost(&x, find_kernel(m, VK_ATTEND), chosen, true, NULL);
   r->modifier_flops = mod.flops;
-  r->attention.bytes = r->selected * 2 * D * kv + mod.bytes;
+  r->attention.bytes = r->union_tokens * 2 * D * kv + mod.bytes;
   r->attention.flops = r->selected * 4 * G * D + mod.flops;
   r->update = kernel_cost(&x, find_kernel(m, VK_UPDATE), row, false, NULL);
   r->total.bytes = r->scoring.bytes + r->attention.bytes + r->update.bytes;
@@ -661,6 +697,11 @@ bool report_compute(const VirModule *m, const ReportOptions *o, Report *r, char 
   r->dense.flops = N * 4 * G * D;
   r->speedup_bytes = r->dense.bytes / r->total.bytes;
   r->speedup_flops = r->dense.flops / r->total.flops;
+  /* roofline: a step takes max(bytes / bandwidth, FLOPs / peak); in units of bytes */
+  double t_sparse = fmax(r->total.bytes, r->total.flops / REPORT_BALANCE);
+  double t_dense = fmax(r->dense.bytes, r->dense.flops / REPORT_BALANCE);
+  r->flops_bound = r->total.flops / REPORT_BALANCE > r->total.bytes;
+  r->speedup = t_dense / t_sparse;
   return !x.failed;
 }
 
@@ -714,6 +755,13 @@ static void print_json(FILE *out, const Report *r) {
   cJSON *s = cJSON_AddObjectToObject(o, "speedup");
   cJSON_AddNumberToObject(s, "bytes", r->speedup_bytes);
   cJSON_AddNumberToObject(s, "flops", r->speedup_flops);
+  cJSON_AddNumberToObject(s, "predicted", r->speedup);
+  cJSON_AddStringToObject(s, "bound", r->flops_bound ? "flops" : "bytes");
+  cJSON_AddNumberToObject(s, "machine_balance", REPORT_BALANCE);
+  cJSON_AddNumberToObject(s, "flops_per_byte", r->total.bytes ? r->total.flops / r->total.bytes : 0);
+  if (r->per_head && !r->select_all)
+    cJSON_AddNumberToObject(o, "union_tokens", r->union_tokens);
+  cJSON_AddBoolToObject(o, "layer_dependent", r->layer_dependent);
   cJSON *notes = cJSON_AddArrayToObject(o, "notes");
   for (int i = 0; i < r->nnotes; i++)
     cJSON_AddItemToArray(notes, cJSON_CreateString(r->notes[i]));
@@ -776,8 +824,10 @@ static void print_text(FILE *out, const Report *r) {
             r->reads[i].per_token ? "token" : "page");
   if (r->nreads)
     fputc('\n', out);
-  fprintf(out, "predicted speedup over dense: %.2fx by bytes (decode is memory bound); "
-               "%.2fx by FLOPs\n",
+  fprintf(out, "predicted speedup over dense: %.2fx, %s bound (%.1f FLOPs per byte read; "
+               "machine balance assumed %.0f FLOPs/byte); %.2fx by bytes, %.2fx by FLOPs\n",
+          r->speedup, r->flops_bound ? "compute" : "memory",
+          r->total.bytes ? r->total.flops / r->total.bytes : 0.0, (double)REPORT_BALANCE,
           r->speedup_bytes, r->speedup_flops);
   for (int i = 0; i < r->nnotes; i++)
     fprintf(out, "note: %s\n", r->notes[i]);

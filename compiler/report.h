@@ -49,7 +49,12 @@ typedef struct ReportRead {
   double bytes;      /* per step */
 } ReportRead;
 
-enum { REPORT_MAX_READS = 32, REPORT_MAX_NOTES = 8, REPORT_NOTE_LEN = 200 };
+enum { REPORT_MAX_READS = 32, REPORT_MAX_NOTES = 8, REPORT_NOTE_LEN = 240 };
+
+/* The machine balance the predicted speedup assumes, in FLOPs per byte: an H100 SXM's dense
+ * bf16 peak over its HBM bandwidth (989 TFLOP/s / 3.35 TB/s). A step whose FLOPs per byte
+ * exceed it is compute bound. */
+#define REPORT_BALANCE 295.0
 
 typedef struct Report {
   const char *policy;
@@ -59,6 +64,8 @@ typedef struct Report {
   bool budget_from_source;  /* not overridden by --budget */
   double keep;              /* always-kept tokens (generated tokens count 0) */
   double selected;          /* tokens attended per step and query head */
+  double union_tokens;      /* tokens of K and V read per step: the union of the group's
+                               selections (per head: up to G of them), else selected */
   bool estimate;            /* selected depends on the data (where()); uses opt.density */
   bool select_all;
   bool token_granular, per_head;
@@ -70,6 +77,9 @@ typedef struct Report {
   ReportCost total;         /* scoring + attention + update */
   ReportCost dense;         /* dense attention over all N tokens */
   double speedup_bytes, speedup_flops;  /* dense / total */
+  double speedup;           /* dense / total by the roofline: max(bytes, FLOPs / REPORT_BALANCE) */
+  bool flops_bound;         /* the policy's step is compute bound at REPORT_BALANCE */
+  bool layer_dependent;     /* the select kernel reads 'layer' */
   ReportRead reads[REPORT_MAX_READS];
   int nreads;
   char notes[REPORT_MAX_NOTES][REPORT_NOTE_LEN];

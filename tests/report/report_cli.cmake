@@ -15,7 +15,7 @@ run(text 0 --report ${QUEST} --context 32768 --budget 2048)
 expect(text_policy "${OUT_text}" "cost report: policy quest\n")
 expect(text_scoring "${OUT_text}" "scoring +2097152 +2.00 MiB +4202496\n")
 expect(text_dense "${OUT_text}" "dense +16777216 +16.00 MiB +67108864\n")
-expect(text_speedup "${OUT_text}" "predicted speedup over dense: 5.33x by bytes")
+expect(text_speedup "${OUT_text}" "predicted speedup over dense: 5.33x, memory bound \\([0-9.]+ FLOPs per byte read; machine balance assumed 295 FLOPs/byte\\); 5.33x by bytes, 7.99x by FLOPs\n")
 run(equals 0 --report=text --context=32768 --budget=2048 --kv-dtype=bf16 --G=4 --D=128 --P=16 ${QUEST})
 expect(equals "${OUT_equals}" "5.33x by bytes")
 
@@ -55,6 +55,25 @@ run(with_emit 2 --report --emit=ir ${QUEST} --context 100)
 # A require that fails for the given shapes is an error in the input: exit 1.
 run(require 1 --report ${STDLIB}/lserve.vx --context 1000 --P 8)
 expect(require "${ERR_require}" "require 1 of the policy does not hold")
+
+# The report says which bound applies, counts per-head selections as the union the group
+# reads, lets --budget set the param 'budget' (not every top() count), evaluates budgets that
+# read len at --context, and says when the selection depends on the layer.
+file(WRITE ${WORK}/halves.vx "policy halves {\n  param budget = 4096 tokens;\n  page kmax[p, c] = max[t] k[p, t, c];\n  page kmin[p, c] = min[t] k[p, t, c];\n  score[p] = max[g] sum[c] q[g, c] * kmax[p, c];\n  let s2[p] = max[g] sum[c] q[g, c] * kmin[p, c];\n  select top(score, budget / 2), top(s2, budget / 2);\n}\n")
+run(budget_param 0 --report ${WORK}/halves.vx --context 32768 --budget 2048)
+expect(budget_param "${OUT_budget_param}" "top\\(\\) budget 2048 tokens,")
+file(WRITE ${WORK}/by_len.vx "policy by_len {\n  page kmax[p, c] = max[t] k[p, t, c];\n  score[p] = max[g] sum[c] q[g, c] * kmax[p, c];\n  select top(score, len / 8 tokens);\n}\n")
+run(budget_len 0 --report ${WORK}/by_len.vx --context 32768)
+expect(budget_len "${OUT_budget_len}" "top\\(\\) budget 4096 tokens")
+file(WRITE ${WORK}/by_layer.vx "policy by_layer {\n  param budget = 1024 tokens;\n  page kmax[p, c] = max[t] k[p, t, c];\n  score[p] = layer < 2 ? 1.0 : max[g] sum[c] q[g, c] * kmax[p, c];\n  select top(score, budget), where(score >= 1.0);\n}\n")
+run(layer 0 --report ${WORK}/by_layer.vx --context 32768)
+expect(layer "${OUT_layer}" "note: the selection depends on the layer")
+run(per_head 0 --report=json ${STDLIB}/magicpig.vx --context 10000 --expected-density 0.02)
+expect(per_head "${OUT_per_head}" "\"union_tokens\":")
+expect(per_head_note "${OUT_per_head}" "the group reads the union of their selections")
+file(WRITE ${WORK}/heavy.vx "policy heavy {\n  param budget = 1024 tokens;\n  const W[c: D, j: 4096] = gaussian(1);\n  page kmax[p, c] = max[t] k[p, t, c];\n  score[p] = max[j] sum[c] kmax[p, c] * W[c, j] * q[0, c];\n  select top(score, budget);\n}\n")
+run(compute_bound 0 --report ${WORK}/heavy.vx --context 32768)
+expect(compute_bound "${OUT_compute_bound}" "predicted speedup over dense: [0-9.]+x, compute bound")
 
 # --report=json reports its own failures as JSON too: one object per line on stderr, for an
 # option error (wherever --report=json stands), a report that cannot be made, and the input's

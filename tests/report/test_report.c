@@ -167,11 +167,13 @@ static Expect expect_h2o(const Case *c) {
 
 /* magicpig (K = 10, L = 150): kept 4 + 64; S = kept + density * (N - kept), an estimate.
  * Scoring, per token: code (L u32), k (D), knorm (f32). Attention reads u (G f32) per
- * selected token and spends 3 G FLOPs on it (+ 1e-4, log, select). */
+ * selected token and spends 3 G FLOPs on it (+ 1e-4, log, select). Selected per head: the
+ * group reads K and V of the union, kept + G (S - kept) tokens at most, at most N. */
 static Expect expect_magicpig(const Case *c, double density) {
   Expect e = {0};
   double kept = fmin(68, c->N), S = kept + density * (c->N - kept);
   attention(&e, c, S);
+  e.attention_bytes = fmin(c->N, kept + c->G * (S - kept)) * 2 * c->D * c->kv;
   e.estimate = true;
   e.attention_bytes += S * c->G * 4;
   e.attention_flops += S * 3 * c->G;
