@@ -959,7 +959,7 @@ static bool check_supported(Gx *g) {
   }
   /* attend's CTA merge keeps every lane group's o[G][D] in static shared memory (48 KB) */
   int groups = VXK_GPU_ATTEND_THREADS / 32 * (32 / (g->s.D * kv_size(g) / 16));
-  if ((long)groups * g->s.G * g->s.D * 4 + 4 * ATT_SEG * 3 + 1024 > 48 * 1024) {
+  if ((long)groups * g->s.G * g->s.D * 4 + (4 * 3 + 8) * ATT_SEG + 1024 > 48 * 1024) {
     gx_error(g, "this shape (attend's merge would need more than 48 KB of shared memory):", g->suffix);
     return false;
   }
@@ -1482,7 +1482,9 @@ static void gen_append(Gx *g) {
 typedef struct Att {
   int vec, lpt, tpw, groups; /* channels per lane, lanes per token, tokens per warp, per CTA */
   LLVMValueRef lane, grp;
-  LLVMValueRef sh_page, sh_lp, sh_mask; /* the segment's entries in shared memory */
+  LLVMValueRef sh_page, sh_lp, sh_mask, sh_block; /* the segment's entries in shared memory */
+  LLVMValueRef lane_ch;                           /* this lane's first channel */
+  bool modifiers;                                 /* the policy has attend modifiers */
   LLVMValueRef q[16][8];     /* q[g][v], scaled by log2(e)/sqrt(D) */
   LLVMValueRef o[16][8], m[16], l[16]; /* allocas */
 } Att;
@@ -1553,15 +1555,16 @@ static void att_slot(Gx *g, const Att *a, LLVMValueRef j0, LLVMValueRef ntok, At
   LLVMValueRef in = LLVMBuildICmp(g->b, LLVMIntSLT, j, ntok, "");
   j = LLVMBuildSelect(g->b, in, j, c32(g, 0), "");
   LLVMValueRef e = LLVMBuildUDiv(g->b, j, c32(g, P), ""), tt = LLVMBuildURem(g->b, j, c32(g, P), "");
-  LLVMValueRef phys = load(g, g->i32, sh_elem(g, a->sh_page, g->i32, e));
-  LLVMValueRef lpg = load(g, g->i32, sh_elem(g, a->sh_lp, g->i32, e));
   LLVMValueRef mask = load(g, g->i32, sh_elem(g, a->sh_mask, g->i32, e));
-  LLVMValueRef pos = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lpg, c32(g, P), ""), tt, "");
   LLVMValueRef bit = LLVMBuildAnd(g->b, LLVMBuildLShr(g->b, mask, tt, ""), c32(g, 1), "");
-  out->ok = LLVMBuildAnd(g->b, LLVMBuildAnd(g->b, in, LLVMBuildICmp(g->b, LLVMIntSLT, pos, g->len, ""), ""),
-                         LLVMBuildICmp(g->b, LLVMIntNE, bit, c32(g, 0), ""), "");
-  out->el = (AttElem){lpg, phys, tt};
-  out->idx = kv_index(g, phys, tt, LLVMBuildMul(g->b, a->lane, c32(g, a->vec), ""));
+  out->ok = LLVMBuildAnd(g->b, in, LLVMBuildICmp(g->b, LLVMIntNE, bit, c32(g, 0), ""), "");
+  /* the block's first element was computed when the segment was staged */
+  LLVMValueRef blk = load(g, g->i64, sh_elem(g, a->sh_block, g->i64, e));
+  LLVMValueRef within = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, tt, c32(g, g->s.D), ""), a->lane_ch, "");
+  out->idx = LLVMBuildAdd(g->b, blk, LLVMBuildZExt(g->b, within, g->i64, ""), "");
+  out->el = (AttElem){NULL, NULL, tt};
+  if (a->modifiers)
+    out->el = (AttElem){load(g, g->i32, sh_elem(g, a->sh_lp, g->i32, e)), load(g, g->i32, sh_elem(g, a->sh_page, g->i32, e)), tt};
 }
 
 /* The last CTA of a row: out and lse from the chunks' partials, merged in chunk order with an
@@ -1572,7 +1575,7 @@ static void merge_chunks(Gx *g, LLVMValueRef nchunks, LLVMValueRef partials, LLV
   enum { MAX_UNROLL = 8, MAX_NX = 32 };
   int G = g->s.G, D = g->s.D, GD = G * D, pstride = D + 2;
   int nx = (GD + VXK_GPU_ATTEND_THREADS - 1) / VXK_GPU_ATTEND_THREADS;
-  const int MERGE_UNROLL = 32 / nx > MAX_UNROLL ? MAX_UNROLL : 32 / nx < 2 ? 2 : 32 / nx; /* about 100 loads in flight */
+  const int MERGE_UNROLL = 16 / nx > MAX_UNROLL ? MAX_UNROLL : 16 / nx < 2 ? 2 : 16 / nx; /* about 50 loads in flight */
   LLVMValueRef t = tid(g), inf = cf(g, -__builtin_inf());
   LLVMValueRef xs[MAX_NX], act[MAX_NX], hs[MAX_NX], ds[MAX_NX], M[MAX_NX], L[MAX_NX], O[MAX_NX];
   LLVMValueRef rowp = LLVMBuildMul(g->b, LLVMBuildMul(g->b, g->row, nchunks, ""), c32(g, G * pstride), "");
@@ -1635,10 +1638,15 @@ static void merge_chunks(Gx *g, LLVMValueRef nchunks, LLVMValueRef partials, LLV
   }
 }
 
-/* Tokens in flight per lane group and the register cap: q and o take 2 G vec registers, so
- * larger groups keep fewer tokens in flight (G = 8 at bf16 spilled with 4 under 168). */
+/* Tokens in flight per lane group and the register cap. q and o take 2 G vec registers (vec:
+ * channels per lane), and the cap sets how many CTAs share an SM: 128 gives 4 (measured on
+ * the H200: 3.6-3.7 TB/s against 3.3 at 168, docs/performance.md), so groups up to 64 q and o
+ * registers stay under it; G = 8 keeps fewer tokens in flight and takes more registers. */
 static int att_unroll(const Gx *g) { return g->s.G <= 4 ? 4 : g->s.G <= 8 ? 2 : 1; }
-static int att_regs(const Gx *g) { return g->s.G <= 4 ? 168 : 255; }
+static int att_regs(const Gx *g) {
+  int qo = 2 * g->s.G * (16 / kv_size(g));
+  return qo <= 64 ? 128 : qo <= 64 * 2 && kv_size(g) == 4 ? 168 : 255;
+}
 
 static void gen_attend(Gx *g) {
   begin_kernel(g, "attend", VXK_GPU_ATTEND_THREADS, att_regs(g));
@@ -1679,6 +1687,11 @@ static void gen_attend(Gx *g) {
   LLVMValueRef sh_page = a.sh_page = shared_array(g, g->i32, ATT_SEG, "att_page");
   LLVMValueRef sh_lp = a.sh_lp = shared_array(g, g->i32, ATT_SEG, "att_logical");
   LLVMValueRef sh_mask = a.sh_mask = shared_array(g, g->i32, ATT_SEG, "att_mask");
+  a.sh_block = shared_array(g, g->i64, ATT_SEG, "att_block");
+  a.lane_ch = LLVMBuildMul(g->b, a.lane, c32(g, a.vec), "");
+  a.modifiers = false;
+  for (const VirKernel *x = g->m->kernels; x; x = x->next)
+    a.modifiers |= x->kind == VK_ATTEND && x->stores;
   LLVMValueRef kpool = gaddr(g, arg(g, VXK_GPU_K_POOL)), vpool = gaddr(g, arg(g, VXK_GPU_V_POOL));
   /* segments of ATT_SEG entries: stage page ids and masks, then sweep their tokens */
   GLoop seg;
@@ -1690,9 +1703,12 @@ static void gen_attend(Gx *g) {
   LLVMValueRef i = loop_begin(g, &st, t, nseg, c32(g, VXK_GPU_ATTEND_THREADS));
   LLVMValueRef lp, mk;
   att_entry(g, dense, LLVMBuildAdd(g->b, s0, i, ""), &lp, &mk);
-  LLVMBuildStore(g->b, page_of(g, lp), sh_elem(g, sh_page, g->i32, i));
+  LLVMValueRef phys = page_of(g, lp);
+  LLVMBuildStore(g->b, phys, sh_elem(g, sh_page, g->i32, i));
   LLVMBuildStore(g->b, lp, sh_elem(g, sh_lp, g->i32, i));
-  LLVMBuildStore(g->b, mk, sh_elem(g, sh_mask, g->i32, i));
+  /* tokens past the row's end are masked here, once per page, not per token */
+  LLVMBuildStore(g->b, LLVMBuildAnd(g->b, mk, full_mask(g, lp), ""), sh_elem(g, sh_mask, g->i32, i));
+  LLVMBuildStore(g->b, kv_index(g, phys, c32(g, 0), c32(g, 0)), sh_elem(g, a.sh_block, g->i64, i));
   loop_end(g, &st);
   barrier(g);
   LLVMValueRef ntok = LLVMBuildMul(g->b, nseg, c32(g, P), "");
@@ -1703,23 +1719,35 @@ static void gen_attend(Gx *g) {
   LLVMValueRef kv[ATT_UNROLL][2], cur[ATT_UNROLL][2], ok[ATT_UNROLL];
   AttElem el[ATT_UNROLL];
   LLVMTypeRef v4 = LLVMVectorType(g->i32, 4);
+  LLVMValueRef cur_ok[ATT_UNROLL], cur_el[ATT_UNROLL][3];
   for (int u = 0; u < U; u++) {
     att_slot(g, &a, c32(g, u * a.groups), ntok, &at);
     for (int w = 0; w < 2; w++)
       cur[u][w] = var(g, v4, load16(g, elem(g, kv_size(g) == 4 ? g->f32 : g->i16, w ? vpool : kpool, at.idx)));
+    cur_ok[u] = var(g, g->i1, at.ok);
+    LLVMValueRef e3[3] = {at.el.page, at.el.phys, at.el.tok};
+    for (int k = 0; k < 3; k++)
+      cur_el[u][k] = e3[k] ? var(g, g->i32, e3[k]) : NULL;
   }
   GLoop tl;
   LLVMValueRef j0 = loop_begin(g, &tl, c32(g, 0), ntok, c32(g, step));
   LLVMValueRef nxt[ATT_UNROLL][2];
+  AttSlot nat[ATT_UNROLL];
   for (int u = 0; u < U; u++) {
-    att_slot(g, &a, LLVMBuildAdd(g->b, j0, c32(g, step + u * a.groups), ""), ntok, &at);
+    att_slot(g, &a, LLVMBuildAdd(g->b, j0, c32(g, step + u * a.groups), ""), ntok, &nat[u]);
     for (int w = 0; w < 2; w++)
-      nxt[u][w] = load16(g, elem(g, kv_size(g) == 4 ? g->f32 : g->i16, w ? vpool : kpool, at.idx));
+      nxt[u][w] = load16(g, elem(g, kv_size(g) == 4 ? g->f32 : g->i16, w ? vpool : kpool, nat[u].idx));
   }
   for (int u = 0; u < U; u++) {
-    att_slot(g, &a, LLVMBuildAdd(g->b, j0, c32(g, u * a.groups), ""), ntok, &at);
-    ok[u] = at.ok;
-    el[u] = at.el;
+    ok[u] = get(g, cur_ok[u]);
+    set(g, cur_ok[u], nat[u].ok);
+    LLVMValueRef e3[3] = {nat[u].el.page, nat[u].el.phys, nat[u].el.tok}, got[3] = {NULL, NULL, NULL};
+    for (int k = 0; k < 3; k++)
+      if (cur_el[u][k]) {
+        got[k] = get(g, cur_el[u][k]);
+        set(g, cur_el[u][k], e3[k]);
+      }
+    el[u] = (AttElem){got[0], got[1], got[2]};
     for (int w = 0; w < 2; w++) {
       kv[u][w] = get(g, cur[u][w]);
       set(g, cur[u][w], nxt[u][w]);
