@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include "artifact.h"
 #include "kcache.h"
+#include "params.h"
 #include "vxrt_internal.h"
 
 #include <dlfcn.h>
@@ -413,6 +414,7 @@ vxrt_status vxrt_policy_load(vxrt_device *dev, const void *bytes, size_t len,
   if (!st) pol->host = pol->target;
   if (!st && pol->target->kind == ART_PTX) st = choose_host(dev, m, &pol->host);
   if (!st) st = apply_overrides(pol, ovr, novr);
+  if (!st) st = vxrt_params_check(m, pol->values);
   if (!st) st = load_host(pol, pol->host);
   if (!st && pol->target->kind == ART_PTX) st = load_ptx(pol, pol->target);
   if (st) {

@@ -9,6 +9,7 @@ include(${CMAKE_CURRENT_LIST_DIR}/../cli_helpers.cmake)
 file(MAKE_DIRECTORY ${WORK})
 set(ART ${WORK}/streaming.vxp)
 run(compile 0 ${SRC} -o ${ART})
+set(VXC_COMPILER ${VXC})
 set(VXC ${RUN}) # run() runs ${VXC}
 
 run(help 0 --help)
@@ -32,6 +33,18 @@ expect(option_first "${ERR_option_first}" "^run_policy: the first argument must 
 # 2000000000 printed with %g would be 2e+09
 run(large 0 ${ART} window=2000000000 --prompt=64 --steps=1)
 expect(large "${OUT_large}" "\"params\":{[^}]*\"window\":2000000000[,}]")
+
+# Overrides are checked at load as the compiler checks literals: VXRT_ERR_PARAM naming the
+# param, its value and the rule (a count is a non-negative integer, an extent positive).
+run(negative_count 1 ${ART} window=-5 --prompt=64 --steps=1)
+expect(negative_count "${ERR_negative_count}" "VXRT_ERR_PARAM: policy streaming: parameter 'window' = -5: a count in tokens must be a non-negative integer")
+file(WRITE ${WORK}/ext.vx "policy ext {\n  param R = 4, budget = 64 tokens;\n  const W[c: D, r: R] = gaussian(1);\n  page proj[p, r] = sum[c] k[p, 0, c] * W[c, r];\n  score[p] = max[r] proj[p, r];\n  select top(score, budget);\n}\n")
+set(VXC ${VXC_COMPILER})
+run(compile_ext 0 ${WORK}/ext.vx -o ${WORK}/ext.vxp)
+set(VXC ${RUN})
+run(zero_extent 1 ${WORK}/ext.vxp R=0 --prompt=64 --steps=1)
+expect(zero_extent "${ERR_zero_extent}" "VXRT_ERR_PARAM: policy ext: parameter 'R' = 0: it is an extent \\(of 'W', axis 2: R\\), which must be a positive integer")
+run(extent_ok 0 ${WORK}/ext.vxp R=2 --prompt=64 --steps=1)
 
 if(failures GREATER 0)
   message(FATAL_ERROR "run_policy_cli: ${failures} check(s) failed")
