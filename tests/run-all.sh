@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run-all.sh - every test of vx, as CI runs them (.ci/run): a normal build and its CTest suite
 # plus README.md's main job, an ASan/UBSan build and its CTest suite, then the libFuzzer
-# build and a bounded fuzz run. Needs the packages listed in README.md (installed already).
+# build and bounded fuzz runs (front end, artifact loader). Needs the packages listed in
+# README.md (installed already).
 #   usage: bash tests/run-all.sh            (from anywhere; builds under build-ci/)
 # Environment: VX_CI_BUILD (build root, default <repo>/build-ci), VX_FUZZ_SECONDS (default 60),
 #   VX_JOBS (parallel test jobs, default: CPU count), VX_SKIP_FUZZ=1 / VX_SKIP_ASAN=1.
@@ -92,10 +93,11 @@ if [ "${VX_SKIP_ASAN:-0}" != 1 ]; then
 fi
 
 if [ "${VX_SKIP_FUZZ:-0}" != 1 ]; then
-  stage "3/3 fuzz build (clang-14, libFuzzer, -DVX_FUZZ=ON): ${fuzz_seconds} s bounded run"
-  CC=${VX_FUZZ_CC:-clang-14} VX_BUILD_TARGET=fuzz_front configure_build "$out/fuzz" \
+  stage "3/3 fuzz build (clang-14, libFuzzer, -DVX_FUZZ=ON): ${fuzz_seconds} s bounded runs of the front end and the loader"
+  # fuzz_loader's seeds are artifacts compiled by this build's vxc
+  CC=${VX_FUZZ_CC:-clang-14} VX_BUILD_TARGET="fuzz_front fuzz_loader vxc" configure_build "$out/fuzz" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVX_FUZZ=ON -DVX_FUZZ_SECONDS="$fuzz_seconds"
-  ctest_stage "fuzz_front_smoke" "$out/fuzz" -L fuzz -V
+  ctest_stage "fuzz_front_smoke, fuzz_loader_smoke" "$out/fuzz" -L fuzz -V
 fi
 
 stage "summary"
