@@ -75,6 +75,15 @@ typedef struct Gx {
   LLVMValueRef logit;  /* attend hooks: the current logit of the head being evaluated */
   LLVMValueRef qlane[16][8]; /* the lane's q (its CPL channels, every head), loaded once per
                                 kernel at the first read; qlane[0][0] NULL until then */
+  struct LaneVec {            /* the lane's CPL channels of one row of a tensor, loaded with
+                                 16-byte loads once per element (keyed by tensor and the
+                                 other subscripts), so VIR loads of it share them */
+    unsigned gen;
+    int tensor;
+    uint64_t key;
+    LLVMValueRef v[8], valid;
+  } lvec[64];
+  int nlvec;
   int lanes;           /* lanes per element group: D / CPL */
   const VirKernel *k;
   Memo *memo;
@@ -624,6 +633,61 @@ static LLVMValueRef subscript(Gx *g, const VirValue *v, int i, long extent, cons
   return LLVMBuildSelect(g->b, in, s, c32(g, 0), "");
 }
 
+/* CPL consecutive elements of dtype dt at base[idx0...] as f32: 16-byte loads (one for
+ * 16-bit types, two for f32). Plain loads: append reads K it has just written. */
+static void load_lane_vector(Gx *g, DType dt, LLVMValueRef base, LLVMValueRef idx0, LLVMValueRef *out) {
+  LLVMTypeRef et = dt == DT_F32 ? g->f32 : g->i16;
+  LLVMTypeRef v4 = LLVMVectorType(g->i32, 4);
+  int nvec = dt == DT_F32 ? 2 : 1;
+  for (int k = 0; k < nvec; k++) {
+    LLVMValueRef p = elem(g, et, base, LLVMBuildAdd(g->b, idx0, c64(g, 4 * k), ""));
+    LLVMValueRef x = LLVMBuildLoad2(g->b, v4, p, "");
+    LLVMSetAlignment(x, 16);
+    unpack16(g, x, dt == DT_F32 ? VXK_GPU_F32 : dt == DT_F16 ? VXK_GPU_F16 : VXK_GPU_BF16, out + 4 * k);
+  }
+}
+
+/* The memoised lane vector of (tensor, key) for this element, or NULL. */
+static struct LaneVec *lane_vec_find(Gx *g, int tensor, uint64_t key) {
+  for (int i = 0; i < g->nlvec; i++)
+    if (g->lvec[i].gen == g->gen && g->lvec[i].tensor == tensor && g->lvec[i].key == key)
+      return &g->lvec[i];
+  return NULL;
+}
+
+static struct LaneVec *lane_vec_new(Gx *g, int tensor, uint64_t key) {
+  int i = 0;
+  while (i < g->nlvec && g->lvec[i].gen == g->gen)
+    i++;
+  if (i == 64)
+    return NULL;
+  if (i == g->nlvec)
+    g->nlvec++;
+  g->lvec[i] = (struct LaneVec){g->gen, tensor, key, {0}, NULL};
+  return &g->lvec[i];
+}
+
+/* Whether load v reads a lane's CPL contiguous channels (last subscript the lane-split
+ * channel axis, every other one a plain axis), and then the key of its other coordinates. */
+static bool lane_vector_load(const Gx *g, const VirValue *v, const int *coord, uint64_t *key) {
+  const VirTensor *t = v->tensor;
+  if (!g->lane || t->rank < 1 || v->args[t->rank - 1]->op != VI_AXIS || !lane_axis(v->args[t->rank - 1]->axis) ||
+      strcmp(t->extents[t->rank - 1], "D"))
+    return false;
+  uint64_t k = 0;
+  for (int i = 0; i < t->rank - 1; i++) {
+    const VirValue *a = v->args[i];
+    if (a->op != VI_AXIS || (element_axis(g, a->axis) && a->axis->role != AX_PAGE))
+      return false;
+    int c = a->axis->role == AX_PAGE ? 0 : coord[a->axis->id];
+    if (c < 0 || c > 255 || i >= 8)
+      return false;
+    k |= (uint64_t)c << (8 * i);
+  }
+  *key = k;
+  return true;
+}
+
 /* Loads of page and token fields ([page][head][rest] blocks, runtime/vxk.h) and of consts
  * (dense, row-major). */
 static Ev load_field(Gx *g, const VirValue *v, const int *coord) {
@@ -636,6 +700,17 @@ static Ev load_field(Gx *g, const VirValue *v, const int *coord) {
   if (paged && (v->args[0]->op != VI_AXIS || v->args[0]->axis->role != AX_PAGE)) {
     gx_error(g, "a field read at another page than the element's:", t->name);
     return (Ev){LLVMGetUndef(g->f32), NULL};
+  }
+  uint64_t key;
+  bool vec = (t->dtype == DT_F32 || t->dtype == DT_F16 || t->dtype == DT_BF16) && lane_vector_load(g, v, coord, &key);
+  struct LaneVec *lv = vec ? lane_vec_find(g, t->id, key) : NULL;
+  if (lv)
+    return (Ev){cg_expr_convert(&g->e, lv->v[coord[v->args[t->rank - 1]->axis->id]], TY_F32, v->type), lv->valid};
+  int local = vec ? coord[v->args[t->rank - 1]->axis->id] : 0;
+  int saved_local = 0;
+  if (vec) { /* address the lane's first channel, then load all of them */
+    saved_local = local;
+    ((int *)coord)[v->args[t->rank - 1]->axis->id] = 0;
   }
   LLVMValueRef valid = NULL, rest = c32(g, 0);
   long blk = 1;
@@ -655,6 +730,16 @@ static Ev load_field(Gx *g, const VirValue *v, const int *coord) {
     LLVMValueRef bno = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, LLVMBuildZExt(g->b, g->page_phys, g->i64, ""), arg(g, VXK_GPU_KV_HEADS), ""),
                                     LLVMBuildZExt(g->b, g->head, g->i64, ""), "");
     idx = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, bno, c64(g, blk), ""), idx, "");
+  }
+  if (vec) {
+    ((int *)coord)[v->args[t->rank - 1]->axis->id] = saved_local;
+    lv = lane_vec_new(g, t->id, key);
+    if (lv) {
+      load_lane_vector(g, t->dtype, base, idx, lv->v);
+      lv->valid = valid;
+      return (Ev){cg_expr_convert(&g->e, lv->v[saved_local], TY_F32, v->type), valid};
+    }
+    idx = LLVMBuildAdd(g->b, idx, c64(g, saved_local), "");
   }
   LLVMValueRef x = load_dtype(g, t->dtype, base, idx);
   return (Ev){t->dtype == DT_U32 ? LLVMBuildFPToUI(g->b, x, g->i32, "") : cg_expr_convert(&g->e, x, TY_F32, v->type), valid};
@@ -676,6 +761,21 @@ static Ev load_input(Gx *g, const VirValue *v, const int *coord) {
     LLVMValueRef rowq = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, g->row, c32(g, g->s.G), ""), gi, "");
     LLVMValueRef idx = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, rowq, c32(g, g->s.D), ""), ch, "");
     return (Ev){load_dyn(g, gaddr(g, arg(g, VXK_GPU_Q)), arg(g, VXK_GPU_Q_DTYPE), idx), valid};
+  }
+  uint64_t key;
+  if ((!strcmp(n, "k") || !strcmp(n, "v")) && lane_vector_load(g, v, coord, &key)) {
+    struct LaneVec *lv = lane_vec_find(g, v->tensor->id, key);
+    int local = coord[v->args[2]->axis->id];
+    if (!lv && (lv = lane_vec_new(g, v->tensor->id, key))) {
+      LLVMValueRef t = axis_value(g, v->args[1]->axis, coord);
+      LLVMValueRef pool = gaddr(g, arg(g, n[0] == 'k' ? VXK_GPU_K_POOL : VXK_GPU_V_POOL));
+      DType dt = g->s.kv == VXK_GPU_F32 ? DT_F32 : g->s.kv == VXK_GPU_F16 ? DT_F16 : DT_BF16;
+      load_lane_vector(g, dt, pool, kv_index(g, g->page_phys, t, channel(g, 0)), lv->v);
+      LLVMValueRef pos = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, g->page, c32(g, g->s.P), ""), t, "");
+      lv->valid = LLVMBuildICmp(g->b, LLVMIntSLT, pos, g->len, "");
+    }
+    if (lv)
+      return (Ev){lv->v[local], lv->valid};
   }
   if (!strcmp(n, "k") || !strcmp(n, "v")) {
     LLVMValueRef t = subscript(g, v, 1, g->s.P, coord, &valid), ch = subscript(g, v, 2, g->s.D, coord, &valid);
@@ -1431,7 +1531,7 @@ static void gen_select(Gx *g) {
 /* ------------------------------------------------------------------ summarise and append */
 
 static void gen_summarise(Gx *g) {
-  begin_kernel(g, "summarise", VXK_GPU_SMALL_THREADS, 128);
+  begin_kernel(g, "summarise", VXK_GPU_SMALL_THREADS, 255);
   load_row(g, true);
   g->lanes = g->s.D / CPL;
   LLVMValueRef t = tid(g);
@@ -1451,7 +1551,7 @@ static void gen_summarise(Gx *g) {
 }
 
 static void gen_append(Gx *g) {
-  begin_kernel(g, "append", VXK_GPU_SMALL_THREADS, 128);
+  begin_kernel(g, "append", VXK_GPU_SMALL_THREADS, 255);
   load_row(g, false);
   g->lanes = g->s.D / CPL;
   LLVMValueRef t = tid(g);
@@ -1645,7 +1745,10 @@ static void merge_chunks(Gx *g, LLVMValueRef nchunks, LLVMValueRef partials, LLV
 static int att_unroll(const Gx *g) { return g->s.G <= 4 ? 4 : g->s.G <= 8 ? 2 : 1; }
 static int att_regs(const Gx *g) {
   int qo = 2 * g->s.G * (16 / kv_size(g));
-  return qo <= 64 ? 128 : qo <= 64 * 2 && kv_size(g) == 4 ? 168 : 255;
+  bool modifiers = false; /* their math (tanh, pow, ...) needs registers of its own */
+  for (const VirKernel *k = g->m->kernels; k; k = k->next)
+    modifiers |= k->kind == VK_ATTEND && k->stores;
+  return qo <= 64 && !modifiers ? 128 : qo <= 64 || (qo <= 128 && kv_size(g) == 4) ? 168 : 255;
 }
 
 static void gen_attend(Gx *g) {
@@ -2042,6 +2145,8 @@ static LLVMTargetMachineRef nvptx_machine(Gx *g, const char *sm, int level) {
     LLVMDisposeMessage(err);
     return NULL;
   }
+  /* LLVM's default codegen level: the fast selector compiled 4x faster but its PTX made the
+   * dense attend 5% slower at B >= 8 on the H200 (docs/performance.md) */
   return LLVMCreateTargetMachine(target, "nvptx64-nvidia-cuda", sm, "+ptx80",
                                  level >= 2 ? LLVMCodeGenLevelAggressive : LLVMCodeGenLevelDefault,
                                  LLVMRelocDefault, LLVMCodeModelDefault);
