@@ -385,6 +385,7 @@ VirModule *lower_policy(Arena *arena, Node *policy) {
   for (Node *n = policy->list; n; n = n->next)
     nrequire += n->kind == ND_REQUIRE;
   m->requires = arena_alloc(arena, sizeof(VirValue *) * (size_t)(nrequire ? nrequire : 1));
+  m->require_spans = arena_alloc(arena, sizeof(Span) * (size_t)(nrequire ? nrequire : 1));
   int np = 0;
   for (Node *n = policy->list; n; n = n->next) {
     L.naxes = 0;
@@ -396,6 +397,7 @@ VirModule *lower_policy(Arena *arena, Node *policy) {
       lower_keep(&L, n);
       break;
     case ND_REQUIRE:
+      m->require_spans[m->nrequires] = n->lhs->span;
       m->requires[m->nrequires++] = lower_expr(&L, &m->scalars, n->lhs);
       break;
     case ND_DEF:

@@ -16,6 +16,7 @@ typedef struct Pack {
   art_kernel kernels[9];
   art_keep *keeps;
   art_select *selects;
+  char **require_texts;
   art_target targets[1 + 8];
   const char *gpu_kernels[CG_GPU_NKERNELS];
   char hash[17];
@@ -105,6 +106,34 @@ static void pack_ptx(Pack *p, const PkgPtx *ptx, int nptx) {
   }
 }
 
+/* Each require's condition as written (whitespace runs folded, cut to the artifact's string
+ * limit), so that a failing require can be named by its text at load. */
+static bool pack_requires(Pack *p, const VirModule *m, const Source *src) {
+  p->require_texts = calloc((size_t)m->nrequires + 1, sizeof(char *));
+  if (!p->require_texts)
+    return false;
+  for (int i = 0; i < m->nrequires; i++) {
+    Span sp = m->require_spans[i];
+    char *t = malloc(ART_MAX_STRING);
+    if (!t)
+      return false;
+    int n = 0;
+    for (int k = 0; k < sp.len && n < ART_MAX_STRING - 4; k++) {
+      char c = src->text[sp.off + k];
+      bool space = c == ' ' || c == '\t' || c == '\n' || c == '\r';
+      if (space && (n == 0 || t[n - 1] == ' '))
+        continue;
+      t[n++] = space ? ' ' : (c >= 32 && c < 127 ? c : '?');
+    }
+    while (n > 0 && t[n - 1] == ' ')
+      n--;
+    t[n] = '\0';
+    p->require_texts[i] = t;
+  }
+  p->m.require_texts = (const char *const *)p->require_texts;
+  return true;
+}
+
 static bool pack(Pack *p, const VirModule *m, const Source *src, const CgHostResult *host) {
   memset(p, 0, sizeof *p);
   p->params = calloc((size_t)m->nparams + 1, sizeof *p->params);
@@ -126,6 +155,8 @@ static bool pack(Pack *p, const VirModule *m, const Source *src, const CgHostRes
   pack_fields(p, m);
   pack_kernels(p, m);
   pack_selection(p, m);
+  if (!pack_requires(p, m, src))
+    return false;
   p->m.keeps = p->keeps;
   p->m.selects = p->selects;
   p->targets[0] = (art_target){.name = cg_host_target(), .kind = ART_HOST_SO, .size = host->so_len, .data = host->so};
@@ -135,6 +166,9 @@ static bool pack(Pack *p, const VirModule *m, const Source *src, const CgHostRes
 }
 
 static void unpack(Pack *p) {
+  for (int i = 0; p->require_texts && p->require_texts[i]; i++)
+    free(p->require_texts[i]);
+  free(p->require_texts);
   free(p->params);
   free(p->fields);
   free(p->keeps);

@@ -146,6 +146,7 @@ typedef struct VirModule {
   bool token_granular;   /* the selection picks tokens, not pages */
   VirBlock scalars;      /* load-time scalars: keep counts, budgets, requires */
   VirValue **requires;
+  Span *require_spans;   /* where each require's condition is written (for messages) */
   int nrequires;
   int next_value_id;
   int next_axis_id;

@@ -440,7 +440,7 @@ static art_code read_kernels(art_reader *r, const cJSON *root, art_manifest *m) 
 /* An optional array of unique strings under `key` of the object being read (r->path);
  * absent means none. Each must satisfy ok(); `what` says what they should be. */
 static art_code get_opt_names(art_reader *r, const cJSON *obj, const char *key,
-                              int (*ok)(const char *), const char *what, int *n,
+                              int (*ok)(const char *), const char *what, int unique, int *n,
                               const char *const **out) {
   const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, key), *it;
   *n = 0;
@@ -460,7 +460,7 @@ static art_code get_opt_names(art_reader *r, const cJSON *obj, const char *key,
         !is_printable(it->valuestring) || !ok(it->valuestring))
       return fail(r->err, ART_EFORMAT, "manifest: %s: %s[%d] must be %s", r->path, key, j,
                   what);
-    for (int k = 0; k < j; k++)
+    for (int k = 0; unique && k < j; k++)
       if (strcmp(list[k], it->valuestring) == 0)
         return fail(r->err, ART_EFORMAT, "manifest: %s: %s[%d] and %s[%d] are both \"%s\"",
                     r->path, key, k, key, j, list[k]);
@@ -472,6 +472,8 @@ static art_code get_opt_names(art_reader *r, const cJSON *obj, const char *key,
   *out = list;
   return ART_OK;
 }
+
+static int any_text(const char *s) { return s != NULL; }
 
 static int is_gpu_kernel_name(const char *s) {
   for (int i = 0; gpu_kernel_names[i]; i++)
@@ -504,9 +506,9 @@ static art_code read_targets(art_reader *r, const cJSON *root, art_manifest *m) 
     t->kind = (art_target_kind)kind;
     t->checksum = strtoull(sum, NULL, 16);
     if ((c = get_opt_names(r, it, "shapes", is_shape_name,
-                           "a shape name like \"d128g4p16_bf16\"", &t->nshapes, &t->shapes)) ||
+                           "a shape name like \"d128g4p16_bf16\"", 1, &t->nshapes, &t->shapes)) ||
         (c = get_opt_names(r, it, "gpu_kernels", is_gpu_kernel_name,
-                           "a GPU kernel kind (append, summarise, select, attend)",
+                           "a GPU kernel kind (append, summarise, select, attend)", 1,
                            &t->ngpu_kernels, &t->gpu_kernels)))
       return c;
     if (t->kind != ART_PTX && (t->nshapes || t->ngpu_kernels))
@@ -620,6 +622,12 @@ static art_code read_manifest(art_reader *r, const cJSON *root, art_manifest *m)
       (c = get_opt_int(r, root, "token_granular", 1, &m->token_granular)) ||
       (c = get_opt_int(r, root, "requires", ART_MAX_ITEMS, &m->nrequires)))
     return c;
+  int ntexts;
+  if ((c = get_opt_names(r, root, "require_texts", any_text, "a printable string", 0, &ntexts, &m->require_texts)))
+    return c;
+  if (m->require_texts && ntexts != m->nrequires)
+    return fail(r->err, ART_EFORMAT, "manifest: 'require_texts' has %d entries for %d requires", ntexts,
+                m->nrequires);
   return ART_OK;
 }
 
@@ -849,7 +857,8 @@ static cJSON *build_manifest(const art_manifest *m, const uint64_t *offsets, art
   }
   if (!add_num(root, "per_head", m->per_head != 0) ||
       !add_num(root, "token_granular", m->token_granular != 0) ||
-      !add_num(root, "requires", m->nrequires))
+      !add_num(root, "requires", m->nrequires) ||
+      (m->require_texts && !add_names(root, "require_texts", m->require_texts, m->nrequires)))
     goto oom;
   if (!(arr = cJSON_AddArrayToObject(root, "kernels"))) goto oom;
   for (int i = 0; i < m->nkernels; i++) {

@@ -124,6 +124,8 @@ typedef struct art_manifest {
   int per_head;              /* the selection keeps the head axis */
   int token_granular;        /* it picks tokens, not pages */
   int nrequires;             /* conditions the require kernel checks */
+  const char *const *require_texts; /* optional ("require_texts"): each condition as written,
+                                       for messages; NULL when the artifact has none */
   void *owned_;              /* art_parse: everything above lives here; NULL otherwise */
 } art_manifest;
 

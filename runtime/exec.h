@@ -67,6 +67,7 @@ typedef struct exec_policy {
   int per_head;       /* the selection keeps the head axis */
   int token_granular; /* the selection picks tokens, not pages */
   int nrequires;
+  const char *const *require_texts; /* each require as written, or NULL */
   exec_kernels k;
   const char *base_dir; /* where load("file") paths are resolved; NULL = cwd */
 } exec_policy;

@@ -415,8 +415,10 @@ exec_state *exec_create(const exec_policy *pol, const exec_shape *shape, char *e
   base_ctx(st, &c);
   if (pol->k.require) {
     int bad = pol->k.require(&c);
+    int named = pol->require_texts && bad >= 1 && bad <= pol->nrequires;
     if (bad) {
-      set_err(err, errlen, "the policy's require #%d does not hold for D=%d, G=%d, P=%d", bad, sh->D, sh->G, sh->P);
+      set_err(err, errlen, "the policy's require #%d%s%s%s does not hold for D=%d, G=%d, P=%d and its params", bad,
+              named ? " (" : "", named ? pol->require_texts[bad - 1] : "", named ? ")" : "", sh->D, sh->G, sh->P);
       exec_destroy(st);
       return NULL;
     }

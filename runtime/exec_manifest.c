@@ -74,6 +74,7 @@ int exec_describe(const art_manifest *m, const double *param_values, const char 
   e->per_head = m->per_head;
   e->token_granular = m->token_granular;
   e->nrequires = m->nrequires;
+  e->require_texts = m->require_texts;
   e->base_dir = base_dir;
   return 1;
 }

@@ -1,6 +1,6 @@
 # run_policy_cli.cmake - the command line of examples/run_policy: --help exits 0 on stdout,
-# a rejected argument is named in the message (exit 2), and large integer params print as
-# integers in the JSON summary. Run by CTest as
+# a rejected argument is named in the message (exit 2), large integer params print as
+# integers in the JSON summary, and a failing require is named by its text. Run by CTest as
 #   cmake -DVXC=vxc -DRUN=run_policy -DSRC=stdlib/streaming.vx -DWORK=dir -P run_policy_cli.cmake
 cmake_minimum_required(VERSION 3.25)
 
@@ -45,6 +45,16 @@ set(VXC ${RUN})
 run(zero_extent 1 ${WORK}/ext.vxp R=0 --prompt=64 --steps=1)
 expect(zero_extent "${ERR_zero_extent}" "VXRT_ERR_PARAM: policy ext: parameter 'R' = 0: it is an extent \\(of 'W', axis 2: R\\), which must be a positive integer")
 run(extent_ok 0 ${WORK}/ext.vxp R=2 --prompt=64 --steps=1)
+
+# A require that an override breaks is named by its text, as written in the source.
+file(WRITE ${WORK}/req.vx "policy req {\n  param K = 8, budget = 64 tokens;\n  require K <= 32;\n  require   K   >= 2 ;\n  page kmax[p, c] = max[t] k[p, t, c];\n  score[p] = sum[c] q[0, c] * kmax[p, c] * K;\n  select top(score, budget);\n}\n")
+set(VXC ${VXC_COMPILER})
+run(compile_req 0 ${WORK}/req.vx -o ${WORK}/req.vxp)
+set(VXC ${RUN})
+run(require_text 1 ${WORK}/req.vxp K=40 --prompt=64 --steps=1)
+expect(require_text "${ERR_require_text}" "require #1 \\(K <= 32\\) does not hold")
+run(require_text_2 1 ${WORK}/req.vxp K=1 --prompt=64 --steps=1)
+expect(require_text_2 "${ERR_require_text_2}" "require #2 \\(K >= 2\\) does not hold")
 
 if(failures GREATER 0)
   message(FATAL_ERROR "run_policy_cli: ${failures} check(s) failed")
