@@ -85,14 +85,14 @@ tiny_generate)
   # generated prompts (seeded), perplexity and a two-value sweep in one small run
   need vx-tiny-4k.safetensors vx-tiny-4k.retrieval.jsonl
   "$serve" eval --model "$models/vx-tiny-4k.safetensors" --policy quest --sweep budget=64,1024 \
-    --generate 2 --gen-bytes 1024 --perplexity 300 --trace "$work/trace.jsonl" -n 6 \
+    --generate 2 --gen-bytes 512 --perplexity 200 --trace "$work/trace.jsonl" -n 6 \
     >"$work/gen.json" 2>"$work/gen.err" || { cat "$work/gen.err"; fail "eval --generate failed"; }
   cat "$work/gen.err"
   json=$work/gen.json
   [ "$(grep -c '"budget":' "$json")" -eq 2 ] || fail "two sweep runs expected"
   mapfile -t correct < <(grep -oE '"correct":[[:space:]]*[0-9]+' "$json" | grep -oE '[0-9]+$')
   [ "${correct[0]:-}" = 4 ] || fail "dense must answer the 4 generated prompts (got ${correct[0]:-?})"
-  [ "${correct[2]:-}" = 4 ] || fail "quest at budget 1024 covers 1024-byte prompts (got ${correct[2]:-?})"
+  [ "${correct[2]:-}" = 4 ] || fail "quest at budget 1024 covers 512-byte prompts (got ${correct[2]:-?})"
   grep -q '"perplexity":' "$json" || fail "no perplexity"
   grep -q '"rel_err":\[' "$work/trace.jsonl" || fail "empty trace"
   ;;
