@@ -7,6 +7,7 @@
 #include "exec.h"
 #include "vxrt_internal.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -135,6 +136,35 @@ static long tensor_elems(const exec_state *st, const exec_tensor *t, int npages)
   return n;
 }
 
+/* Whether every extent of t (a page axis counts npages) is a positive integer; if not, a
+ * message naming the axis, its text, its value and the params the text reads. */
+static int extents_ok(const exec_state *st, const exec_tensor *t, int npages, char *err, size_t errlen) {
+  for (int i = is_paged(t); i < t->rank; i++) {
+    long e = exec_extent(&st->pol, &st->sh, t->extents[i], npages);
+    if (e >= 1)
+      continue;
+    char params[256] = "";
+    size_t used = 0;
+    for (int k = 0; k < st->pol.nparams && used < sizeof params - 64; k++) {
+      const char *name = st->pol.param_names[k], *at = strstr(t->extents[i], name);
+      size_t len = strlen(name);
+      while (at && ((at > t->extents[i] && (isalnum((unsigned char)at[-1]) || at[-1] == '_')) ||
+                    isalnum((unsigned char)at[len]) || at[len] == '_'))
+        at = strstr(at + 1, name);
+      if (at)
+        used += (size_t)snprintf(params + used, sizeof params - used, "%s%s = %g", used ? ", " : " with ", name,
+                                 st->pol.param_values[k]);
+    }
+    char value[32] = "negative or not computable";
+    if (e == 0)
+      snprintf(value, sizeof value, "0");
+    set_err(err, errlen, "%s '%s': axis %d's extent '%s' is %s%s; an extent must be a positive integer",
+            t->kind == EXEC_CONST ? "const" : "tensor", t->name, i + 1, t->extents[i], value, params);
+    return 0;
+  }
+  return 1;
+}
+
 /* ---- constants ---- */
 
 /* splitmix64 and Box-Muller, exactly as tests/ref/ref.h spells them, so that gaussian(seed)
@@ -180,11 +210,9 @@ static double param_or_literal(const exec_policy *pol, const char *text, int *ok
 
 static int make_const(exec_state *st, int id, char *err, size_t errlen) {
   const exec_tensor *t = &st->pol.tensors[id];
-  long n = tensor_elems(st, t, 1);
-  if (n < 0) {
-    set_err(err, errlen, "const '%s': cannot evaluate its extents", t->name);
+  if (!extents_ok(st, t, 1, err, errlen))
     return 0;
-  }
+  long n = tensor_elems(st, t, 1);
   st->consts[id] = calloc((size_t)(n ? n : 1), dtype_size(t->dtype));
   if (!st->consts[id]) {
     set_err(err, errlen, "out of memory for const '%s'", t->name);
@@ -347,11 +375,9 @@ static int alloc_tensor_state(exec_state *st, int i, char *err, size_t errlen) {
   }
   if (t->kind == EXEC_CONST)
     return make_const(st, i, err, errlen);
-  long n = tensor_elems(st, t, sh->max_row_pages);
-  if (n < 0) {
-    set_err(err, errlen, "tensor '%s': cannot evaluate its extents for D=%d G=%d P=%d", t->name, sh->D, sh->G, sh->P);
+  if (!extents_ok(st, t, sh->max_row_pages, err, errlen))
     return 0;
-  }
+  long n = tensor_elems(st, t, sh->max_row_pages);
   size_t bytes = (size_t)(n ? n : 1) * dtype_size(t->dtype);
   if (is_paged(t)) {
     for (int l = 0; l < sh->layers; l++) {

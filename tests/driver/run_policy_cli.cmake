@@ -46,6 +46,17 @@ run(zero_extent 1 ${WORK}/ext.vxp R=0 --prompt=64 --steps=1)
 expect(zero_extent "${ERR_zero_extent}" "VXRT_ERR_PARAM: policy ext: parameter 'R' = 0: it is an extent \\(of 'W', axis 2: R\\), which must be a positive integer")
 run(extent_ok 0 ${WORK}/ext.vxp R=2 --prompt=64 --steps=1)
 
+# A compound extent that an override makes zero or negative names the axis, its text and the
+# params it reads (it used to run with an empty tensor, or say only "cannot evaluate").
+file(WRITE ${WORK}/ext2.vx "policy ext2 {\n  param R = 8, budget = 64 tokens;\n  const W[c: D, r: R - 4] = gaussian(1);\n  page proj[p, r] = sum[c] k[p, 0, c] * W[c, r];\n  score[p] = max[r] proj[p, r];\n  select top(score, budget);\n}\n")
+set(VXC ${VXC_COMPILER})
+run(compile_ext2 0 ${WORK}/ext2.vx -o ${WORK}/ext2.vxp)
+set(VXC ${RUN})
+run(zero_compound_extent 1 ${WORK}/ext2.vxp R=4 --prompt=64 --steps=1)
+expect(zero_compound_extent "${ERR_zero_compound_extent}" "const 'W': axis 2's extent 'R-4' is 0 with R = 4; an extent must be a positive integer")
+run(negative_compound_extent 1 ${WORK}/ext2.vxp R=2 --prompt=64 --steps=1)
+expect(negative_compound_extent "${ERR_negative_compound_extent}" "axis 2's extent 'R-4' is negative or not computable with R = 2")
+
 # A require that an override breaks is named by its text, as written in the source.
 file(WRITE ${WORK}/req.vx "policy req {\n  param K = 8, budget = 64 tokens;\n  require K <= 32;\n  require   K   >= 2 ;\n  page kmax[p, c] = max[t] k[p, t, c];\n  score[p] = sum[c] q[0, c] * kmax[p, c] * K;\n  select top(score, budget);\n}\n")
 set(VXC ${VXC_COMPILER})
