@@ -1041,8 +1041,8 @@ static bool check_supported(Gx *g) {
   for (int i = 0; i < m->nselections; i++) {
     tops += m->selections[i].kind == ND_TOP;
   }
-  if (tops > 1 || (tops && m->token_granular)) {
-    gx_error(g, tops > 1 ? "more than one top()" : "token-granular top()", NULL);
+  if (tops > 1) {
+    gx_error(g, "more than one top()", NULL);
     return false;
   }
   for (const VirKernel *k = m->kernels; k; k = k->next) {
@@ -1185,15 +1185,21 @@ static const VirStore *score_store(const Gx *g, const VirKernel *k) {
 
 static void eval_row_value(Gx *g, int *coord, void *arg) { eval(g, arg, coord); }
 
-/* KEYS holds two words per (row, page): the order key (half 0) and the where() token mask
- * (half 1). */
-static LLVMValueRef scratch(Gx *g, int half, LLVMValueRef p) {
-  LLVMValueRef r2 = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, LLVMBuildZExt(g->b, g->row, g->i64, ""), c64(g, 2), ""), c64(g, half), "");
-  LLVMValueRef idx = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, r2, arg(g, VXK_GPU_MAX_ROW_PAGES), ""), LLVMBuildZExt(g->b, p, g->i64, ""), "");
-  return elem(g, g->i32, gaddr(g, arg(g, VXK_GPU_KEYS)), idx);
+/* KEYS is [rows][P + 1][MAX_ROW_PAGES] words: the order key of each unit (a page, or a token
+ * p P + t for token-granular selections), then the where() token mask of each page. */
+static LLVMValueRef scratch(Gx *g, int masks, LLVMValueRef unit) {
+  LLVMValueRef mrp = arg(g, VXK_GPU_MAX_ROW_PAGES);
+  LLVMValueRef row = LLVMBuildMul(g->b, LLVMBuildMul(g->b, LLVMBuildZExt(g->b, g->row, g->i64, ""), c64(g, g->s.P + 1), ""), mrp, "");
+  LLVMValueRef at = LLVMBuildAdd(g->b, row, LLVMBuildZExt(g->b, unit, g->i64, ""), "");
+  if (masks)
+    at = LLVMBuildAdd(g->b, at, LLVMBuildMul(g->b, c64(g, g->s.P), mrp, ""), "");
+  return elem(g, g->i32, gaddr(g, arg(g, VXK_GPU_KEYS)), at);
 }
 
-static LLVMValueRef key_at(Gx *g, LLVMValueRef p) { return load(g, g->i32, scratch(g, 0, p)); }
+static LLVMValueRef key_at(Gx *g, LLVMValueRef unit) { return load(g, g->i32, scratch(g, 0, unit)); }
+
+/* Units a top() ranks per page: the page, or its P tokens. */
+static int units_per_page(const Gx *g) { return g->m->token_granular ? g->s.P : 1; }
 
 /* The token mask a where() condition gives the element's page: per token when the
  * condition has a token axis, else every token of the page. */
@@ -1239,11 +1245,14 @@ static void score_sweep(Gx *g, const VirKernel *k, const VirStore *score, const 
   g->page_phys = c32(g, 0);
   for (const VirValue *v = k->row.first; v && !g->failed; v = v->next)
     for_combos(g, v->dom, v->ndom, coord, eval_row_value, (void *)v);
-  /* 512 threads allow 128 registers: q of G heads takes 8 G of them */
-  const int unroll = g->s.G <= 4 ? SEL_UNROLL : 2;
+  /* 512 threads allow 128 registers: q of G heads takes 8 G of them; a token score is P
+   * values per page */
+  const int unroll = g->m->token_granular ? 1 : g->s.G <= 4 ? SEL_UNROLL : 2;
+  const int upp = units_per_page(g);
+  const VirAxis *tok_axis = score && upp > 1 ? score->axes[1] : NULL;
   GLoop l;
   LLVMValueRef p0 = loop_begin(g, &l, lo, hi, c32(g, groups * unroll));
-  LLVMValueRef page[SEL_UNROLL], phys[SEL_UNROLL], valid[SEL_UNROLL], key[SEL_UNROLL], wmask[SEL_UNROLL];
+  LLVMValueRef page[SEL_UNROLL], phys[SEL_UNROLL], valid[SEL_UNROLL], key[SEL_UNROLL][32], wmask[SEL_UNROLL];
   for (int u = 0; u < unroll; u++) {
     LLVMValueRef p = LLVMBuildAdd(g->b, p0, LLVMBuildAdd(g->b, c32(g, u * groups), grp, ""), "");
     valid[u] = LLVMBuildICmp(g->b, LLVMIntSLT, p, hi, "");
@@ -1254,21 +1263,28 @@ static void score_sweep(Gx *g, const VirKernel *k, const VirStore *score, const 
     g->page = page[u];
     g->page_phys = phys[u];
     new_element(g);
-    key[u] = NULL;
+    key[u][0] = NULL;
     wmask[u] = c32(g, 0);
     if (score) {
-      Ev sv = eval(g, score->value, coord);
-      key[u] = order_key(g, cg_expr_convert(&g->e, sv.val, score->value->type, TY_F32));
-      LLVMValueRef kept = LLVMBuildICmp(g->b, LLVMIntNE, kept_mask(g, g->page), c32(g, 0), "");
-      key[u] = LLVMBuildSelect(g->b, kept, c32(g, 0), key[u], "");
+      /* a unit that is kept, or a token past the row's end, is not a candidate (key 0) */
+      LLVMValueRef kept = kept_mask(g, g->page), live = full_mask(g, g->page);
+      for (int k = 0; k < upp; k++) {
+        if (tok_axis)
+          coord[tok_axis->id] = k;
+        Ev sv = eval(g, score->value, coord);
+        LLVMValueRef kk = order_key(g, cg_expr_convert(&g->e, sv.val, score->value->type, TY_F32));
+        LLVMValueRef out = upp == 1 ? LLVMBuildICmp(g->b, LLVMIntNE, kept, c32(g, 0), "")
+                                    : LLVMBuildICmp(g->b, LLVMIntNE, LLVMBuildAnd(g->b, LLVMBuildLShr(g->b, LLVMBuildAnd(g->b, live, LLVMBuildNot(g->b, kept, ""), ""), c32(g, k), ""), c32(g, 1), ""), c32(g, 1), "");
+        key[u][k] = LLVMBuildSelect(g->b, out, c32(g, 0), kk, "");
+      }
     }
     for (int i = 0; i < nwheres; i++)
       wmask[u] = LLVMBuildOr(g->b, wmask[u], where_mask(g, wheres[i], coord), "");
   }
   for (int u = 0; u < unroll; u++) {
     LLVMBasicBlockRef j = if_then(g, LLVMBuildAnd(g->b, valid[u], LLVMBuildICmp(g->b, LLVMIntEQ, g->lane, c32(g, 0), ""), ""));
-    if (key[u])
-      LLVMBuildStore(g->b, key[u], scratch(g, 0, page[u]));
+    for (int k = 0; key[u][0] && k < upp; k++)
+      LLVMBuildStore(g->b, key[u][k], scratch(g, 0, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, page[u], c32(g, upp), ""), c32(g, k), "")));
     if (nwheres)
       LLVMBuildStore(g->b, wmask[u], scratch(g, 1, page[u]));
     end_if(g, j);
@@ -1280,7 +1296,10 @@ static void score_sweep(Gx *g, const VirKernel *k, const VirStore *score, const 
 
 /* Radix select over KEYS: afterwards sh_state holds {threshold T, how many keys equal to T to
  * take, candidates}. Keys above T are taken; want <= 0 takes none, want >= candidates all. */
-static void radix_select(Gx *g, LLVMValueRef budget_pages, LLVMValueRef hist, LLVMValueRef st) {
+static void radix_select(Gx *g, LLVMValueRef budget_units, LLVMValueRef hist, LLVMValueRef st) {
+  /* units: pages, or tokens p P + t (those past the row's end have key 0, like kept ones) */
+  LLVMValueRef nkeys = LLVMBuildMul(g->b, g->npages, c32(g, units_per_page(g)), "");
+  LLVMValueRef nunits = units_per_page(g) > 1 ? g->len : g->npages;
   LLVMValueRef t = tid(g);
   LLVMValueRef s_thr = sh_elem(g, st, g->i32, c32(g, 0)), s_need = sh_elem(g, st, g->i32, c32(g, 1)),
                s_cand = sh_elem(g, st, g->i32, c32(g, 2)), s_done = sh_elem(g, st, g->i32, c32(g, 3));
@@ -1298,7 +1317,7 @@ static void radix_select(Gx *g, LLVMValueRef budget_pages, LLVMValueRef hist, LL
     LLVMValueRef prefix = load(g, g->i32, s_thr);
     LLVMValueRef pmask = c32(g, shift == 24 ? 0 : (int)(0xffffffffu << (shift + 8)));
     GLoop l;
-    LLVMValueRef p = loop_begin(g, &l, t, g->npages, c32(g, SEL_THREADS));
+    LLVMValueRef p = loop_begin(g, &l, t, nkeys, c32(g, SEL_THREADS));
     LLVMValueRef key = key_at(g, p);
     LLVMValueRef match = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntNE, key, c32(g, 0), ""),
                                       LLVMBuildICmp(g->b, LLVMIntEQ, LLVMBuildAnd(g->b, key, pmask, ""),
@@ -1317,8 +1336,8 @@ static void radix_select(Gx *g, LLVMValueRef budget_pages, LLVMValueRef hist, LL
     LLVMValueRef done, need;
     if (pass == 0) {
       LLVMValueRef cand = load(g, g->i32, s_cand);
-      LLVMValueRef kept = LLVMBuildSub(g->b, g->npages, cand, "");
-      LLVMValueRef want = LLVMBuildSub(g->b, budget_pages, kept, "");
+      LLVMValueRef kept = LLVMBuildSub(g->b, nunits, cand, "");
+      LLVMValueRef want = LLVMBuildSub(g->b, budget_units, kept, "");
       LLVMValueRef none = LLVMBuildICmp(g->b, LLVMIntSLE, want, c32(g, 0), "");
       LLVMValueRef all = LLVMBuildICmp(g->b, LLVMIntSGE, want, cand, "");
       done = LLVMBuildOr(g->b, none, all, "");
@@ -1381,6 +1400,7 @@ static void compact(Gx *g, bool has_top, bool has_where, LLVMValueRef all_mode, 
   LLVMValueRef hi = call_intrinsic(g, "llvm.smin", &g->i32, 1, args, 2);
   LLVMValueRef thr = has_top ? load(g, g->i32, sh_elem(g, st, g->i32, c32(g, 0))) : c32(g, -1);
   LLVMValueRef need = has_top ? load(g, g->i32, sh_elem(g, st, g->i32, c32(g, 1))) : c32(g, 0);
+  const int upp = units_per_page(g);
   barrier(g);
   /* ranks among keys equal to T, in page order */
   LLVMValueRef eq_base = c32(g, 0), tot;
@@ -1388,7 +1408,10 @@ static void compact(Gx *g, bool has_top, bool has_where, LLVMValueRef all_mode, 
     LLVMValueRef n = var(g, g->i32, c32(g, 0));
     GLoop l;
     LLVMValueRef p = loop_begin(g, &l, lo, hi, c32(g, 1));
-    set(g, n, LLVMBuildAdd(g->b, get(g, n), LLVMBuildZExt(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, key_at(g, p), thr, ""), g->i32, ""), ""));
+    for (int k = 0; k < upp; k++) {
+      LLVMValueRef unit = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, p, c32(g, upp), ""), c32(g, k), "");
+      set(g, n, LLVMBuildAdd(g->b, get(g, n), LLVMBuildZExt(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, key_at(g, unit), thr, ""), g->i32, ""), ""));
+    }
     loop_end(g, &l);
     eq_base = block_scan(g, get(g, n), SEL_THREADS, scan, &tot);
   }
@@ -1401,17 +1424,19 @@ static void compact(Gx *g, bool has_top, bool has_where, LLVMValueRef all_mode, 
     LLVMValueRef p = loop_begin(g, &l, lo, hi, c32(g, 1));
     LLVMValueRef full = full_mask(g, p);
     LLVMValueRef mask = kept_mask(g, p);
-    LLVMValueRef take = all_mode;
-    if (has_top) {
-      LLVMValueRef key = key_at(g, p);
+    /* the units top() takes: every unit above T, and the first `need` equal to T in order */
+    LLVMValueRef chosen_bits = c32(g, 0);
+    for (int k = 0; has_top && k < upp; k++) {
+      LLVMValueRef key = key_at(g, LLVMBuildAdd(g->b, LLVMBuildMul(g->b, p, c32(g, upp), ""), c32(g, k), ""));
       LLVMValueRef is_eq = LLVMBuildICmp(g->b, LLVMIntEQ, key, thr, "");
       LLVMValueRef chosen = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntUGT, key, thr, ""),
                                         LLVMBuildAnd(g->b, is_eq, LLVMBuildICmp(g->b, LLVMIntSLT, get(g, eq), need, ""), ""), "");
       chosen = LLVMBuildAnd(g->b, chosen, LLVMBuildICmp(g->b, LLVMIntNE, key, c32(g, 0), ""), "");
       set(g, eq, LLVMBuildAdd(g->b, get(g, eq), LLVMBuildZExt(g->b, is_eq, g->i32, ""), ""));
-      take = LLVMBuildOr(g->b, take, chosen, "");
+      LLVMValueRef bits = upp == 1 ? full : c32(g, 1 << k);
+      chosen_bits = LLVMBuildOr(g->b, chosen_bits, LLVMBuildSelect(g->b, chosen, bits, c32(g, 0), ""), "");
     }
-    mask = LLVMBuildSelect(g->b, take, full, mask, "");
+    mask = LLVMBuildSelect(g->b, all_mode, full, LLVMBuildOr(g->b, mask, LLVMBuildAnd(g->b, chosen_bits, full, ""), ""), "");
     if (has_where)
       mask = LLVMBuildOr(g->b, mask, LLVMBuildSelect(g->b, all_mode, c32(g, 0), load(g, g->i32, scratch(g, 1, p)), ""), "");
     LLVMValueRef sel = LLVMBuildICmp(g->b, LLVMIntNE, mask, c32(g, 0), "");
@@ -1509,7 +1534,7 @@ static void gen_select(Gx *g) {
     LLVMValueRef tokens = sel->unit == UNIT_PAGES ? LLVMBuildMul(g->b, b, c32(g, g->s.P), "") : b;
     /* a budget that covers the row selects all of it, as the CPU does */
     all_mode = LLVMBuildOr(g->b, all_mode, LLVMBuildICmp(g->b, LLVMIntSGE, tokens, g->len, ""), "");
-    budget_pages = LLVMBuildSDiv(g->b, tokens, c32(g, g->s.P), "");
+    budget_pages = g->m->token_granular ? tokens : LLVMBuildSDiv(g->b, tokens, c32(g, g->s.P), "");
   }
   LLVMValueRef sweep = LLVMBuildAnd(g->b, LLVMConstInt(g->i1, has_top || nwheres, 0), LLVMBuildNot(g->b, all_mode, ""), "");
   if (has_top || nwheres) {

@@ -135,7 +135,8 @@ static vxrt_status cuda_create(vxrt_batch *b) {
     if (n > pmax) pmax = n;
   }
   size_t meta = off_tables(b) + sizeof(int32_t) * (size_t)b->max_slots * mrp;
-  size_t sel = sizeof(int32_t) * rows * (1 + 2 * mrp), keys = sizeof(uint32_t) * rows * 2 * mrp; /* keys, where() masks */
+  /* keys: a word per unit (page or token) and the where() masks, [rows][P + 1][mrp] */
+  size_t sel = sizeof(int32_t) * rows * (1 + 2 * mrp), keys = sizeof(uint32_t) * rows * ((size_t)b->P + 1) * mrp;
   size_t partials = sizeof(float) * pmax * (size_t)b->G * (size_t)(b->D + 2);
   size_t counters = 2 * sizeof(uint32_t) * rows;
   size_t total = meta + sel + keys + partials + counters;

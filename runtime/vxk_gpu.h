@@ -46,7 +46,7 @@ enum { VXK_GPU_ABI_VERSION = 1 };
   X(SEL_IDX, "int32 [rows][SEL_CAP]: selected logical pages, ascending")                     \
   X(SEL_MASK, "u32 [rows][SEL_CAP]: tokens of each selected page (bit t = token t)")          \
   X(SEL_CAP, "value: entries a row's selection can hold")                                     \
-  X(KEYS, "u32 scratch [rows][2][MAX_ROW_PAGES]: select's order keys, then where() masks")    \
+  X(KEYS, "u32 scratch [rows][P + 1][MAX_ROW_PAGES]: select's keys per unit, where() masks")  \
   X(PARTIALS, "f32 scratch [rows][NCHUNKS][G][D + 2]: attend's split-KV partials")           \
   X(COUNTERS, "u32 [2][rows]: zero before the first launch; every kernel leaves them zero")  \
   X(NCHUNKS, "value: attend's splits per row (grid.y)")                                       \

@@ -23,9 +23,11 @@ static char *ptx(LLVMTargetMachineRef tm, bool optimise) {
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef mod = dm_module(ctx);
   LLVMSetTarget(mod, "nvptx64-nvidia-cuda");
-  char *dl = LLVMCopyStringRepOfTargetData(LLVMCreateTargetDataLayout(tm));
+  LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
+  char *dl = LLVMCopyStringRepOfTargetData(layout);
   LLVMSetDataLayout(mod, dl);
   LLVMDisposeMessage(dl);
+  LLVMDisposeTargetData(layout);
   if (optimise) {
     LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
     LLVMErrorRef err = LLVMRunPasses(mod, "default<O3>", tm, opts);

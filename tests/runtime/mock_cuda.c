@@ -199,7 +199,8 @@ res cuGraphInstantiateWithFlags(graph_st **e, graph_st *g, unsigned long long f)
   *e = calloc(1, sizeof **e);
   (*e)->n = (*e)->cap = g->n;
   (*e)->l = malloc(sizeof *g->l * (size_t)(g->n ? g->n : 1));
-  memcpy((*e)->l, g->l, sizeof *g->l * (size_t)g->n);
+  if (g->n)
+    memcpy((*e)->l, g->l, sizeof *g->l * (size_t)g->n);
   return OK;
 }
 res cuGraphLaunch(graph_st *e, stream_st *s) {
