@@ -10,7 +10,8 @@
  * random bf16 by plain uploads (not timed), one vxrt_batch_prepare, then vxrt_decode_attend
  * timed with CUDA events over --iters launches (default 100, at least 50) after 10 warm-up
  * launches, directly and as a replayed CUDA graph of one attend. Prints microseconds per call
- * and TB/s on the K+V bytes read (B * 8 * N * 128 * 2 * 2), one line per configuration, then
+ * and TB/s on the K+V bytes read (B * 8 * T * 128 * 2 * 2, T = N, or the policy's budget
+ * param in tokens when smaller), one line per configuration, then
  * one JSON line. --policy (a policy with a select kernel, e.g. quest): also rebuilds the
  * fields after the fill and times select alone and the whole step (append, select, attend).
  * Exits 77 without a GPU, 1 on an error. */
@@ -22,8 +23,20 @@ enum { HKV = 8, G = 4, D = 128, P = 16, WARMUP = 10 };
 
 typedef struct Result {
   int B, N;
+  double attended; /* tokens per row the attend reads: N, or the policy's budget when smaller */
   double direct_us, graph_us, select_us, step_us;
 } Result;
+
+/* The tokens per row the attend reads: a budget param (in tokens, whole pages) caps N. */
+static int attended_tokens(const vxrt_policy *pol, int N, Result *r) {
+  int i;
+  vxrt_param_info pi;
+  r->attended = N;
+  if (vxrt_policy_find_param(pol, "budget", &i) == VXRT_OK && vxrt_policy_get_param(pol, i, &pi) == VXRT_OK &&
+      !strcmp(pi.unit, "tokens") && pi.value < N)
+    r->attended = (double)((long)pi.value / P * P);
+  return 1;
+}
 
 static int fail(const char *what) {
   printf("FAIL: %s: %s\n", what, vxrt_last_error());
@@ -108,7 +121,8 @@ static int run_config(vxrt_device *dev, const char *artifact, int B, int N, int 
   int ok = 0, rows[64];
   uint64_t seed = 42;
   do {
-    if (vxrt_policy_load_file(dev, artifact, NULL, 0, &pol) || vxrt_cache_create(dev, &cd, &cache) ||
+    if (vxrt_policy_load_file(dev, artifact, NULL, 0, &pol) || !attended_tokens(pol, N, r) ||
+        vxrt_cache_create(dev, &cd, &cache) ||
         vxrt_state_create(pol, cache, G, &st) || vxrt_batch_create(st, B, &b) || vxrt_stream_create(dev, &s) ||
         vxrt_event_create(dev, &e0) || vxrt_event_create(dev, &e1)) {
       fail("setting up");
@@ -230,7 +244,7 @@ int main(int argc, char **argv) {
         failed++;
         continue;
       }
-      double bytes = (double)Bs[i] * HKV * Ns[j] * D * 2 * 2;
+      double bytes = (double)Bs[i] * HKV * r->attended * D * 2 * 2; /* K and V of the tokens attended */
       printf("B=%-2d N=%-5d  attend %8.2f us %5.2f TB/s   graph %8.2f us %5.2f TB/s", r->B, r->N, r->direct_us,
              bytes / (r->direct_us * 1e-6) / 1e12, r->graph_us, bytes / (r->graph_us * 1e-6) / 1e12);
       if (policy) printf("   select %8.2f us   step %8.2f us", r->select_us, r->step_us);
@@ -244,9 +258,9 @@ int main(int argc, char **argv) {
          "\"Hkv\": %d, \"G\": %d, \"D\": %d, \"P\": %d, \"kv\": \"bf16\", \"results\": [",
          date, di.name, artifact, iters, HKV, G, D, P);
   for (int i = 0; i < n; i++) {
-    double bytes = (double)res[i].B * HKV * res[i].N * D * 2 * 2;
-    printf("%s{\"B\": %d, \"N\": %d, \"attend_us\": %.3f, \"attend_tbs\": %.3f, \"graph_us\": %.3f, \"graph_tbs\": %.3f",
-           i ? ", " : "", res[i].B, res[i].N, res[i].direct_us, bytes / (res[i].direct_us * 1e-6) / 1e12,
+    double bytes = (double)res[i].B * HKV * res[i].attended * D * 2 * 2;
+    printf("%s{\"B\": %d, \"N\": %d, \"attended_tokens\": %.0f, \"attend_us\": %.3f, \"attend_tbs\": %.3f, \"graph_us\": %.3f, \"graph_tbs\": %.3f",
+           i ? ", " : "", res[i].B, res[i].N, res[i].attended, res[i].direct_us, bytes / (res[i].direct_us * 1e-6) / 1e12,
            res[i].graph_us, bytes / (res[i].graph_us * 1e-6) / 1e12);
     if (policy) printf(", \"select_us\": %.3f, \"step_us\": %.3f", res[i].select_us, res[i].step_us);
     putchar('}');
