@@ -416,10 +416,20 @@ static LLVMValueRef page_of(Gx *g, LLVMValueRef logical) {
 }
 
 /* Element index of (page, head, token t, channel ch) in a K/V pool. */
+/* The (page, head) block's number: pools of K, V and paged fields are [page][head][block]. */
+static LLVMValueRef block_number(Gx *g, LLVMValueRef phys) {
+  return LLVMBuildAdd(g->b, LLVMBuildMul(g->b, LLVMBuildZExt(g->b, phys, g->i64, ""), arg(g, VXK_GPU_KV_HEADS), ""),
+                      LLVMBuildZExt(g->b, g->head, g->i64, ""), "");
+}
+
+/* The device address of manifest field t's storage for this layer (the FIELDS table). */
+static LLVMValueRef field_base(Gx *g, const VirTensor *t) {
+  LLVMValueRef fields = gaddr(g, arg(g, VXK_GPU_FIELDS));
+  return gaddr(g, load(g, g->i64, elem(g, g->i64, fields, c32(g, t->id))));
+}
+
 static LLVMValueRef kv_index(Gx *g, LLVMValueRef phys, LLVMValueRef t, LLVMValueRef ch) {
-  LLVMValueRef blockno = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, LLVMBuildZExt(g->b, phys, g->i64, ""), arg(g, VXK_GPU_KV_HEADS), ""),
-                                      LLVMBuildZExt(g->b, g->head, g->i64, ""), "");
-  LLVMValueRef tok = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, blockno, c64(g, g->s.P), ""), LLVMBuildSExt(g->b, t, g->i64, ""), "");
+  LLVMValueRef tok = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, block_number(g, phys), c64(g, g->s.P), ""), LLVMBuildSExt(g->b, t, g->i64, ""), "");
   return LLVMBuildAdd(g->b, LLVMBuildMul(g->b, tok, c64(g, g->s.D), ""), LLVMBuildSExt(g->b, ch, g->i64, ""), "");
 }
 
@@ -723,14 +733,10 @@ static Ev load_field(Gx *g, const VirValue *v, const int *coord) {
     blk *= n;
     rest = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, rest, c32(g, n), ""), subscript(g, v, i, n, coord, &valid), "");
   }
-  LLVMValueRef fields = gaddr(g, arg(g, VXK_GPU_FIELDS));
-  LLVMValueRef base = gaddr(g, load(g, g->i64, elem(g, g->i64, fields, c32(g, t->id))));
+  LLVMValueRef base = field_base(g, t);
   LLVMValueRef idx = LLVMBuildZExt(g->b, rest, g->i64, "");
-  if (paged) {
-    LLVMValueRef bno = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, LLVMBuildZExt(g->b, g->page_phys, g->i64, ""), arg(g, VXK_GPU_KV_HEADS), ""),
-                                    LLVMBuildZExt(g->b, g->head, g->i64, ""), "");
-    idx = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, bno, c64(g, blk), ""), idx, "");
-  }
+  if (paged)
+    idx = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, block_number(g, g->page_phys), c64(g, blk), ""), idx, "");
   if (vec) {
     ((int *)coord)[v->args[t->rank - 1]->axis->id] = saved_local;
     lv = lane_vec_new(g, t->id, key);
@@ -985,11 +991,9 @@ static void store_field_one(Gx *g, int *coord, void *sarg) {
     blk *= n;
     rest = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, rest, c32(g, n), ""), axis_value(g, s->axes[i], coord), "");
   }
-  LLVMValueRef fields = gaddr(g, arg(g, VXK_GPU_FIELDS));
-  LLVMValueRef base = gaddr(g, load(g, g->i64, elem(g, g->i64, fields, c32(g, t->id))));
-  LLVMValueRef bno = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, LLVMBuildZExt(g->b, g->page_phys, g->i64, ""), arg(g, VXK_GPU_KV_HEADS), ""),
-                                  LLVMBuildZExt(g->b, g->head, g->i64, ""), "");
-  LLVMValueRef idx = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, bno, c64(g, blk), ""), LLVMBuildZExt(g->b, rest, g->i64, ""), "");
+  LLVMValueRef base = field_base(g, t);
+  LLVMValueRef idx = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, block_number(g, g->page_phys), c64(g, blk), ""),
+                                  LLVMBuildZExt(g->b, rest, g->i64, ""), "");
   LLVMValueRef f = cg_expr_convert(&g->e, x.val, s->value->type, TY_F32);
   LLVMBasicBlockRef join = if_then(g, and_valid(g, g->store_ok, x.valid));
   store_dtype(g, t->dtype, base, idx, f);
