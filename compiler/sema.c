@@ -93,10 +93,15 @@ static const FnInfo functions[] = {
 
 enum { MAX_AXES_IN_SCOPE = 256, MAX_TENSOR_RANK = 8 };
 
+typedef struct SymSlot {
+  uint32_t hash; /* of sym->name */
+  Symbol *sym;   /* NULL: an empty slot */
+} SymSlot;
+
 typedef struct Sema {
   Arena *arena;
   Diags *diags;
-  Symbol **table; /* open addressing, power-of-two capacity */
+  SymSlot *table;  /* open addressing, power-of-two capacity */
   int cap, count;
   Ctx ctx;
   Node *item;      /* the item being checked */
@@ -126,32 +131,40 @@ static uint32_t hash_name(const char *s) {
   return h;
 }
 
+/* Two names are the same when their first bytes and then their texts agree; the first-byte
+ * test settles most mismatches without a call. */
+static bool same_name(const char *a, const char *b) { return a[0] == b[0] && !strcmp(a, b); }
+
+/* Open addressing over (hash, symbol) slots: probing past other names reads only the table,
+ * never the symbols (a lookup costs one cache line, not one per probe), and growing the
+ * table rehashes nothing. */
 static Symbol *lookup(Sema *s, const char *name) {
-  for (uint32_t i = hash_name(name) & (uint32_t)(s->cap - 1);; i = (i + 1) & (uint32_t)(s->cap - 1)) {
-    Symbol *sym = s->table[i];
-    if (!sym || !strcmp(sym->name, name))
-      return sym;
+  uint32_t h = hash_name(name), mask = (uint32_t)(s->cap - 1);
+  for (uint32_t i = h & mask;; i = (i + 1) & mask) {
+    SymSlot *slot = &s->table[i];
+    if (!slot->sym || (slot->hash == h && same_name(slot->sym->name, name)))
+      return slot->sym;
   }
+}
+
+static void place(SymSlot *table, int cap, uint32_t hash, Symbol *sym) {
+  uint32_t mask = (uint32_t)(cap - 1), j = hash & mask;
+  while (table[j].sym)
+    j = (j + 1) & mask;
+  table[j] = (SymSlot){hash, sym};
 }
 
 static void insert(Sema *s, Symbol *sym) {
   if (2 * (s->count + 1) > s->cap) {
-    Symbol **old = s->table;
+    SymSlot *old = s->table;
     int oldcap = s->cap;
     s->cap = oldcap ? oldcap * 2 : 64;
-    s->table = arena_alloc(s->arena, sizeof(Symbol *) * (size_t)s->cap);
+    s->table = arena_alloc(s->arena, sizeof(SymSlot) * (size_t)s->cap);
     for (int i = 0; i < oldcap; i++)
-      if (old[i]) {
-        uint32_t j = hash_name(old[i]->name) & (uint32_t)(s->cap - 1);
-        while (s->table[j])
-          j = (j + 1) & (uint32_t)(s->cap - 1);
-        s->table[j] = old[i];
-      }
+      if (old[i].sym)
+        place(s->table, s->cap, old[i].hash, old[i].sym);
   }
-  uint32_t j = hash_name(sym->name) & (uint32_t)(s->cap - 1);
-  while (s->table[j])
-    j = (j + 1) & (uint32_t)(s->cap - 1);
-  s->table[j] = sym;
+  place(s->table, s->cap, hash_name(sym->name), sym);
   s->count++;
 }
 
@@ -262,8 +275,8 @@ static const char *suggest(Sema *s, const char *name) {
   for (int i = 0; i < s->nscope; i++)
     suggest_try(name, len, chars, s->scope[i]->name, &best, &best_d);
   for (int i = 0; i < s->cap; i++)
-    if (s->table[i])
-      suggest_try(name, len, chars, s->table[i]->name, &best, &best_d);
+    if (s->table[i].sym)
+      suggest_try(name, len, chars, s->table[i].sym->name, &best, &best_d);
   return best;
 }
 
@@ -406,7 +419,7 @@ static void unify(Sema *s, Axis *a, const Axis *dim, Span at) {
 
 static Axis *find_axis(Sema *s, const char *name) {
   for (int i = s->nscope - 1; i >= 0; i--)
-    if (!strcmp(s->scope[i]->name, name))
+    if (same_name(s->scope[i]->name, name))
       return s->scope[i];
   return NULL;
 }
@@ -730,8 +743,10 @@ static Type check_name(Sema *s, Node *n) {
 static Type check_call(Sema *s, Node *n) {
   const FnInfo *fn = NULL;
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++)
-    if (!strcmp(functions[i].name, n->name))
+    if (same_name(functions[i].name, n->name)) {
       fn = &functions[i];
+      break;
+    }
   Type args[3] = {TY_ERROR, TY_ERROR, TY_ERROR};
   int count = 0;
   for (Node *a = n->list; a; a = a->next, count++) {

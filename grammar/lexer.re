@@ -22,8 +22,7 @@ Token lex_next(Lexer *lx) {
   const unsigned char *YYMARKER;
   for (;;) {
     const unsigned char *start = lx->cursor;
-    Token tok;
-#define TOKEN(k) do { tok.kind = (k); tok.span = span_from(lx, start); return tok; } while (0)
+#define TOKEN(k) return (Token){(k), span_from(lx, start)}
     /*!re2c
       re2c:define:YYCTYPE = "unsigned char";
       re2c:define:YYCURSOR = "lx->cursor";

@@ -2,8 +2,9 @@
  * consts, row state, page and token fields, lets with reductions, subscripts and elementwise
  * calls, one score and one select), checks it with front_compile, and prints the median time
  * over several runs and the lines per second. The target (docs/performance.md) is under
- * 100 ms on the dev machine; it is enforced unless the build is instrumented (VX_SANITIZE) or
- * VX_BENCH_NO_LIMIT is set in the environment.
+ * 100 ms on the dev machine; it is enforced on the median CPU time of the process (wall time
+ * is printed beside it: on a shared CI machine wall time also counts other tenants' work),
+ * unless the build is instrumented (VX_SANITIZE) or VX_BENCH_NO_LIMIT is set.
  *   usage: bench_check [LINES [RUNS]]        (defaults 10000 and 9)
  *   bench_check --dump [LINES]                prints the generated policy and exits */
 #include <stdarg.h>
@@ -150,9 +151,20 @@ static double now_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+static double cpu_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
+}
+
+static double median_of(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return v[n / 2];
 }
 
 int main(int argc, char **argv) {
@@ -172,12 +184,13 @@ int main(int argc, char **argv) {
     return 0;
   }
 
-  double *ms = malloc(sizeof(double) * (size_t)runs);
+  double *ms = malloc(sizeof(double) * (size_t)runs), *cpu = malloc(sizeof(double) * (size_t)runs);
   for (int r = 0; r < runs; r++) {
     Compilation c;
-    double t0 = now_ms();
+    double t0 = now_ms(), c0 = cpu_ms();
     int nerrors = front_compile(&c, "bench.vx", text, len);
     ms[r] = now_ms() - t0;
+    cpu[r] = cpu_ms() - c0;
     if (nerrors || !c.checked) {
       fprintf(stderr, "bench_check: the generated policy has %d error(s):\n", nerrors);
       diag_render(&c.diags, stderr, DIAG_TEXT);
@@ -186,11 +199,10 @@ int main(int argc, char **argv) {
     }
     front_destroy(&c);
   }
-  qsort(ms, (size_t)runs, sizeof *ms, cmp_double);
-  double median = ms[runs / 2];
-  printf("bench_check: %d lines (%d bytes), %d runs: median %.2f ms, min %.2f ms, max %.2f ms, "
-         "%.0f lines/s\n",
-         lines, len, runs, median, ms[0], ms[runs - 1], lines / (median / 1e3));
+  double median = median_of(ms, runs), median_cpu = median_of(cpu, runs);
+  printf("bench_check: %d lines (%d bytes), %d runs: median %.2f ms CPU, %.2f ms wall (min %.2f, "
+         "max %.2f), %.0f lines/s\n",
+         lines, len, runs, median_cpu, median, ms[0], ms[runs - 1], lines / (median_cpu / 1e3));
 
   fflush(stdout);
   int rc = 0;
@@ -199,12 +211,14 @@ int main(int argc, char **argv) {
 #else
   if (getenv("VX_BENCH_NO_LIMIT"))
     printf("bench_check: VX_BENCH_NO_LIMIT set: the %.0f ms limit is not enforced\n", LIMIT_MS);
-  else if (median > LIMIT_MS && target <= 10000) {
-    fprintf(stderr, "bench_check: FAIL: median %.2f ms is over the %.0f ms limit\n", median, LIMIT_MS);
+  else if (median_cpu > LIMIT_MS && target <= 10000) {
+    fprintf(stderr, "bench_check: FAIL: median %.2f ms of CPU is over the %.0f ms limit\n",
+            median_cpu, LIMIT_MS);
     rc = 1;
   }
 #endif
   free(ms);
+  free(cpu);
   free(text);
   return rc;
 }

@@ -2,9 +2,10 @@
  * to host code in-process (read, front_compile, lower_policy + pass_run, cg_host_compile:
  * LLVM IR, O2, object, then `ld -shared`) several times and prints, per policy, the median
  * time of each stage and of the whole. The target (DESIGN.md section 8, docs/performance.md) is under 50 ms per policy;
- * it is enforced unless the build is instrumented (VX_SANITIZE) or VX_BENCH_NO_LIMIT is set.
- * It also prints the first compile of the process apart (it pays LLVM's one-time setup) and
- * the CPU time of each compile (process and ld) beside the wall-clock total.
+ * it is enforced on the CPU time of a compile (the process and its ld), the wall-clock total
+ * printed beside it (on a shared CI machine wall time also counts other tenants' work), unless
+ * the build is instrumented (VX_SANITIZE) or VX_BENCH_NO_LIMIT is set. It also prints the
+ * first compile of the process apart (it pays LLVM's one-time setup).
  * The "ptx" column adds the GPU kernels for one shape (sm_90, D=128 G=4 P=16 bf16; "-" for
  * a policy the GPU path does not compile yet) and "+ptx" the host total plus that: the GPU
  * target's aim is under 60 ms (docs/gpu.md); it is printed, not enforced.
@@ -169,13 +170,13 @@ int main(int argc, char **argv) {
       printf(" %8s %8s\n", "-", "-");
     else
       printf(" %8.2f %8.2f\n", median[PTX], median[WITH_PTX]);
-    if (median[TOTAL] > worst) {
-      worst = median[TOTAL];
+    if (median[CPU] > worst) {
+      worst = median[CPU];
       worst_name = names[p];
     }
   }
   if (!rc)
-    printf("bench_compile: slowest %s %.2f ms (limit %.0f ms); first compile of the process "
+    printf("bench_compile: slowest %s %.2f ms of CPU (limit %.0f ms); first compile of the process "
            "(cold) %.2f ms\n",
            worst_name, worst, LIMIT_MS, cold);
   fflush(stdout);
@@ -185,7 +186,7 @@ int main(int argc, char **argv) {
   if (!rc && getenv("VX_BENCH_NO_LIMIT"))
     printf("bench_compile: VX_BENCH_NO_LIMIT set: the %.0f ms limit is not enforced\n", LIMIT_MS);
   else if (!rc && worst > LIMIT_MS) {
-    fprintf(stderr, "bench_compile: FAIL: %s takes %.2f ms, over the %.0f ms limit\n", worst_name,
+    fprintf(stderr, "bench_compile: FAIL: %s takes %.2f ms of CPU, over the %.0f ms limit\n", worst_name,
             worst, LIMIT_MS);
     rc = 1;
   }
