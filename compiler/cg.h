@@ -44,16 +44,16 @@ typedef enum CgGpuKernel {
 } CgGpuKernel;
 
 typedef struct CgPtxResult {
-  char *ptx;        /* NUL-terminated PTX (or LLVM IR text when asked for), malloc'd */
+  char *ptx;        /* NUL-terminated PTX, malloc'd */
   size_t len;       /* bytes, the NUL included */
   unsigned kernels; /* bit k: the module exports kernel kind k for every shape */
   double ms;        /* VIR to PTX */
 } CgPtxResult;
 
-/* Compiles m's GPU kernels for one sm ("sm_90") and each shape into one PTX module.
- * With llvm_only, returns the optimised LLVM IR text instead. */
+/* Compiles m's GPU kernels for one sm ("sm_90") and each shape into one PTX module, each
+ * kernel kind on a thread of its own. */
 bool cg_nvptx_compile(const VirModule *m, Diags *diags, Span where, const char *sm, const CgShape *shapes,
-                      int nshapes, bool llvm_only, CgPtxResult *out);
+                      int nshapes, CgPtxResult *out);
 void cg_ptx_result_free(CgPtxResult *r);
 /* The kernel kinds m needs on the GPU (bits of CgGpuKernel). */
 unsigned cg_nvptx_kernels(const VirModule *m);

@@ -26,6 +26,8 @@
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,9 +64,10 @@ typedef struct Gx {
   CgExpr e;
   const VirModule *m;
   CgShape s;
-  Diags *diags;
-  Span where;
   bool failed;
+  struct {
+    char code[8], message[512], hint[2048];
+  } error;              /* the first failure, reported by the caller's thread */
   char suffix[48];
   /* the kernel being built */
   LLVMValueRef fn, args;
@@ -95,13 +98,26 @@ typedef struct Gx {
 
 /* ------------------------------------------------------------------ small builders */
 
-static void gx_error(Gx *g, const char *what, const char *detail) {
+/* The first error of a kernel job, kept as text: jobs run on their own threads, and only the
+ * caller's thread reports to the Diags (cg_nvptx_compile). */
+static void gx_fail(Gx *g, const char *code, const char *hint, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void gx_fail(Gx *g, const char *code, const char *hint, const char *fmt, ...) {
   if (!g->failed) {
-    Diagnostic *d = diag_error(g->diags, g->where, "E1006", "policy '%s' cannot run on the GPU yet: %s%s%s",
-                               g->m->name, what, detail ? " " : "", detail ? detail : "");
-    diag_hint(g->diags, d, "the CPU backend runs it (vxc without --target); docs/gpu.md lists what the GPU path supports");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->error.message, sizeof g->error.message, fmt, ap);
+    va_end(ap);
+    snprintf(g->error.code, sizeof g->error.code, "%s", code);
+    snprintf(g->error.hint, sizeof g->error.hint, "%s", hint ? hint : "");
   }
   g->failed = true;
+}
+
+static void gx_error(Gx *g, const char *what, const char *detail) {
+  gx_fail(g, "E1006", "the CPU backend runs it (vxc without --target); docs/gpu.md lists what the GPU path supports",
+          "policy '%s' cannot run on the GPU yet: %s%s%s", g->m->name, what, detail ? " " : "",
+          detail ? detail : "");
 }
 
 static LLVMValueRef c32(Gx *g, long long v) { return LLVMConstInt(g->i32, (unsigned long long)v, 1); }
@@ -2114,19 +2130,19 @@ int cg_default_shapes(CgShape *out, int cap) {
   return n;
 }
 
-static void build_shape(Gx *g, const CgShape *s) {
+/* The kernels of one shape among kinds (bits of CgGpuKernel), in the module's order. */
+static void build_shape(Gx *g, const CgShape *s, unsigned kinds) {
   g->s = *s;
   cg_shape_name(s, g->suffix, sizeof g->suffix);
   if (!check_supported(g))
     return;
-  unsigned kinds = cg_nvptx_kernels(g->m);
   if (kinds & (1u << CG_GPU_append))
     gen_append(g);
   if (!g->failed && (kinds & (1u << CG_GPU_summarise)))
     gen_summarise(g);
   if (!g->failed && (kinds & (1u << CG_GPU_select)))
     gen_select(g);
-  if (!g->failed)
+  if (!g->failed && (kinds & (1u << CG_GPU_attend)))
     gen_attend(g);
 }
 
@@ -2161,120 +2177,209 @@ static bool intrinsics_allowed(Gx *g) {
   return true;
 }
 
-static LLVMTargetMachineRef nvptx_machine(Gx *g, const char *sm, int level) {
+static void init_nvptx(void) {
   LLVMInitializeNVPTXTargetInfo();
   LLVMInitializeNVPTXTarget();
   LLVMInitializeNVPTXTargetMC();
   LLVMInitializeNVPTXAsmPrinter();
+}
+
+static LLVMTargetMachineRef nvptx_machine(Gx *g, const char *sm) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, init_nvptx);
   LLVMTargetRef target;
   char *err = NULL;
   if (LLVMGetTargetFromTriple("nvptx64-nvidia-cuda", &target, &err)) {
-    Diagnostic *d = diag_error(g->diags, g->where, "E1003", "code generation failed: no NVPTX target in this LLVM");
-    diag_hint(g->diags, d, "%s", err ? err : "");
+    gx_fail(g, "E1003", err, "code generation failed: no NVPTX target in this LLVM");
     LLVMDisposeMessage(err);
     return NULL;
   }
   /* LLVM's default codegen level: the fast selector compiled 4x faster but its PTX made the
-   * dense attend 5% slower at B >= 8 on the H200 (docs/performance.md) */
-  return LLVMCreateTargetMachine(target, "nvptx64-nvidia-cuda", sm, "+ptx80",
-                                 level >= 2 ? LLVMCodeGenLevelAggressive : LLVMCodeGenLevelDefault,
+   * dense attend 5% slower at B >= 8 on the H200 (docs/performance.md); -O1 ("less") is no
+   * faster than the default for NVPTX */
+  return LLVMCreateTargetMachine(target, "nvptx64-nvidia-cuda", sm, "+ptx80", LLVMCodeGenLevelDefault,
                                  LLVMRelocDefault, LLVMCodeModelDefault);
 }
 
-bool cg_nvptx_compile(const VirModule *m, Diags *diags, Span where, const char *sm, const CgShape *shapes,
-                      int nshapes, bool llvm_only, CgPtxResult *out) {
-  memset(out, 0, sizeof *out);
-  double t0 = now_ms();
-  Gx g = {0};
-  g.ctx = LLVMContextCreate();
-  g.m = m;
-  g.diags = diags;
-  g.where = where;
-  g.mod = LLVMModuleCreateWithNameInContext(m->name, g.ctx);
-  g.b = LLVMCreateBuilderInContext(g.ctx);
-  g.i1 = LLVMInt1TypeInContext(g.ctx);
-  g.i8 = LLVMInt8TypeInContext(g.ctx);
-  g.i16 = LLVMInt16TypeInContext(g.ctx);
-  g.i32 = LLVMInt32TypeInContext(g.ctx);
-  g.i64 = LLVMInt64TypeInContext(g.ctx);
-  g.f32 = LLVMFloatTypeInContext(g.ctx);
-  g.half = LLVMHalfTypeInContext(g.ctx);
-  g.bf16 = LLVMBFloatTypeInContext(g.ctx);
-  g.ptr = LLVMPointerTypeInContext(g.ctx, 0);
-  g.gptr = LLVMPointerTypeInContext(g.ctx, 1);
-  g.sptr = LLVMPointerTypeInContext(g.ctx, 3);
-  g.args_type = LLVMArrayType2(g.i64, VXK_GPU_NARGS);
-  g.memo_cap = 1 << 14;
-  g.memo = calloc((size_t)g.memo_cap, sizeof *g.memo);
-  g.gens = 1;
-  g.gen = g.row_gen = 1;
-  cg_expr_init(&g.e, g.ctx, g.mod, g.b, nvptx_math);
-  LLVMTargetMachineRef tm = nvptx_machine(&g, sm, 1);
-  if (tm) {
-    char *triple = LLVMGetTargetMachineTriple(tm);
-    LLVMSetTarget(g.mod, triple);
-    LLVMDisposeMessage(triple);
-    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
-    char *dl = LLVMCopyStringRepOfTargetData(layout);
-    LLVMSetDataLayout(g.mod, dl);
-    LLVMDisposeMessage(dl);
-    LLVMDisposeTargetData(layout);
-  }
-  for (int i = 0; i < nshapes && !g.failed && tm; i++)
-    build_shape(&g, &shapes[i]);
-  bool ok = false;
+/* One kernel kind for every shape, in an LLVM context of its own: the kinds compile on
+ * threads of their own, since LLVM's optimiser and instruction selection, not building the
+ * IR, take the time (docs/performance.md). */
+typedef struct PtxJob {
+  Gx g;
+  unsigned kinds;
+  const char *sm;
+  const CgShape *shapes;
+  int nshapes;
+  char *ptx; /* malloc'd */
+  size_t len;
+  pthread_t thread;
+  bool threaded;
+} PtxJob;
+
+static void gx_open(Gx *g, const VirModule *m) {
+  g->ctx = LLVMContextCreate();
+  g->m = m;
+  g->mod = LLVMModuleCreateWithNameInContext(m->name, g->ctx);
+  g->b = LLVMCreateBuilderInContext(g->ctx);
+  g->i1 = LLVMInt1TypeInContext(g->ctx);
+  g->i8 = LLVMInt8TypeInContext(g->ctx);
+  g->i16 = LLVMInt16TypeInContext(g->ctx);
+  g->i32 = LLVMInt32TypeInContext(g->ctx);
+  g->i64 = LLVMInt64TypeInContext(g->ctx);
+  g->f32 = LLVMFloatTypeInContext(g->ctx);
+  g->half = LLVMHalfTypeInContext(g->ctx);
+  g->bf16 = LLVMBFloatTypeInContext(g->ctx);
+  g->ptr = LLVMPointerTypeInContext(g->ctx, 0);
+  g->gptr = LLVMPointerTypeInContext(g->ctx, 1);
+  g->sptr = LLVMPointerTypeInContext(g->ctx, 3);
+  g->args_type = LLVMArrayType2(g->i64, VXK_GPU_NARGS);
+  g->memo_cap = 1 << 14;
+  g->memo = calloc((size_t)g->memo_cap, sizeof *g->memo);
+  g->gens = 1;
+  g->gen = g->row_gen = 1;
+  if (!g->memo)
+    gx_fail(g, "E1003", NULL, "code generation failed: out of memory");
+  cg_expr_init(&g->e, g->ctx, g->mod, g->b, nvptx_math);
+}
+
+static void gx_close(Gx *g) {
+  free(g->memo);
+  LLVMDisposeBuilder(g->b);
+  LLVMDisposeModule(g->mod);
+  LLVMContextDispose(g->ctx);
+}
+
+static void set_target(Gx *g, LLVMTargetMachineRef tm) {
+  char *triple = LLVMGetTargetMachineTriple(tm);
+  LLVMSetTarget(g->mod, triple);
+  LLVMDisposeMessage(triple);
+  LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
+  char *dl = LLVMCopyStringRepOfTargetData(layout);
+  LLVMSetDataLayout(g->mod, dl);
+  LLVMDisposeMessage(dl);
+  LLVMDisposeTargetData(layout);
+}
+
+/* Verifies, optimises and prints g's module as PTX into job->ptx. */
+static void emit_ptx(PtxJob *job, LLVMTargetMachineRef tm) {
+  Gx *g = &job->g;
   char *msg = NULL;
-  if (tm && !g.failed && LLVMVerifyModule(g.mod, LLVMReturnStatusAction, &msg)) {
-    Diagnostic *d = diag_error(diags, where, "E1002", "internal error: invalid LLVM IR for the GPU kernels of '%s'", m->name);
-    diag_hint(diags, d, "%.2000s", msg ? msg : "");
-    g.failed = true;
+  if (LLVMVerifyModule(g->mod, LLVMReturnStatusAction, &msg)) {
+    gx_fail(g, "E1002", msg, "internal error: invalid LLVM IR for the GPU kernels of '%s'", g->m->name);
+    LLVMDisposeMessage(msg);
+    return;
   }
   LLVMDisposeMessage(msg);
-  if (tm && !g.failed && intrinsics_allowed(&g)) {
-    LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-    /* a short pipeline: ptxas optimises the PTX again, and a compile-and-measure loop wants
-     * milliseconds (the host's -O1 pipeline, docs/gpu.md) */
-    LLVMErrorRef e = LLVMRunPasses(g.mod, "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,loop-mssa(licm))", tm, opts);
-    LLVMDisposePassBuilderOptions(opts);
-    if (e) {
-      char *em = LLVMGetErrorMessage(e);
-      Diagnostic *d = diag_error(diags, where, "E1003", "code generation failed: the LLVM optimiser failed");
-      diag_hint(diags, d, "%s", em);
-      LLVMDisposeErrorMessage(em);
-    } else if (llvm_only) {
-      char *text = LLVMPrintModuleToString(g.mod);
-      out->ptx = strdup(text);
-      out->len = strlen(text);
-      LLVMDisposeMessage(text);
-      ok = out->ptx != NULL;
-    } else {
-      char *err = NULL;
-      LLVMMemoryBufferRef buf;
-      if (LLVMTargetMachineEmitToMemoryBuffer(tm, g.mod, LLVMAssemblyFile, &err, &buf)) {
-        Diagnostic *d = diag_error(diags, where, "E1003", "code generation failed: emitting PTX failed");
-        diag_hint(diags, d, "%s", err ? err : "");
-        LLVMDisposeMessage(err);
-      } else {
-        size_t n = LLVMGetBufferSize(buf);
-        out->ptx = malloc(n + 1);
-        if (out->ptx) {
-          memcpy(out->ptx, LLVMGetBufferStart(buf), n);
-          out->ptx[n] = '\0';
-          out->len = n + 1; /* the driver wants the NUL */
-          ok = true;
-        }
-        LLVMDisposeMemoryBuffer(buf);
-      }
+  if (!intrinsics_allowed(g))
+    return;
+  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+  /* a short pipeline: ptxas optimises the PTX again, and a compile-and-measure loop wants
+   * milliseconds (the host's -O1 pipeline, docs/gpu.md) */
+  LLVMErrorRef e = LLVMRunPasses(g->mod, "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,loop-mssa(licm))", tm, opts);
+  LLVMDisposePassBuilderOptions(opts);
+  if (e) {
+    char *em = LLVMGetErrorMessage(e);
+    gx_fail(g, "E1003", em, "code generation failed: the LLVM optimiser failed");
+    LLVMDisposeErrorMessage(em);
+    return;
+  }
+  char *err = NULL;
+  LLVMMemoryBufferRef buf;
+  if (LLVMTargetMachineEmitToMemoryBuffer(tm, g->mod, LLVMAssemblyFile, &err, &buf)) {
+    gx_fail(g, "E1003", err, "code generation failed: emitting PTX failed");
+    LLVMDisposeMessage(err);
+    return;
+  }
+  job->len = LLVMGetBufferSize(buf);
+  job->ptx = malloc(job->len + 1);
+  if (job->ptx) {
+    memcpy(job->ptx, LLVMGetBufferStart(buf), job->len);
+    job->ptx[job->len] = '\0';
+  } else {
+    gx_fail(g, "E1003", NULL, "code generation failed: out of memory");
+  }
+  LLVMDisposeMemoryBuffer(buf);
+}
+
+static void *run_job(void *arg) {
+  PtxJob *job = arg;
+  Gx *g = &job->g;
+  LLVMTargetMachineRef tm = nvptx_machine(g, job->sm);
+  if (tm) {
+    gx_open(g, g->m);
+    set_target(g, tm);
+    for (int i = 0; i < job->nshapes && !g->failed; i++)
+      build_shape(g, &job->shapes[i], job->kinds);
+    if (!g->failed)
+      emit_ptx(job, tm);
+    gx_close(g);
+    LLVMDisposeTargetMachine(tm);
+  }
+  return NULL;
+}
+
+/* The PTX of the jobs as one module: the first job's header (.version, .target,
+ * .address_size) once, then every job's kernels in kind order. */
+static char *merge_ptx(PtxJob *jobs, int n, size_t *len) {
+  static const char header_end[] = ".address_size 64\n";
+  size_t total = 1;
+  for (int i = 0; i < n; i++)
+    total += jobs[i].len;
+  char *out = malloc(total), *p = out;
+  for (int i = 0; out && i < n; i++) {
+    const char *body = jobs[i].ptx;
+    const char *h = strstr(body, header_end);
+    if (i > 0 && h)
+      body = h + sizeof header_end - 1;
+    size_t k = strlen(body);
+    memcpy(p, body, k);
+    p += k;
+  }
+  if (out) {
+    *p = '\0';
+    *len = (size_t)(p - out) + 1; /* the driver wants the NUL */
+  }
+  return out;
+}
+
+bool cg_nvptx_compile(const VirModule *m, Diags *diags, Span where, const char *sm, const CgShape *shapes,
+                      int nshapes, CgPtxResult *out) {
+  memset(out, 0, sizeof *out);
+  double t0 = now_ms();
+  out->kernels = cg_nvptx_kernels(m);
+  PtxJob jobs[CG_GPU_NKERNELS];
+  int njobs = 0;
+  for (int k = 0; k < CG_GPU_NKERNELS; k++)
+    if (out->kernels & (1u << k))
+      jobs[njobs++] = (PtxJob){.g = {.m = m}, .kinds = 1u << k, .sm = sm, .shapes = shapes, .nshapes = nshapes};
+  /* the first job runs here, the others on threads; where a thread cannot start, its job
+   * runs here too */
+  for (int i = 1; i < njobs; i++)
+    jobs[i].threaded = !pthread_create(&jobs[i].thread, NULL, run_job, &jobs[i]);
+  for (int i = 0; i < njobs; i++)
+    if (i == 0 || !jobs[i].threaded)
+      run_job(&jobs[i]);
+  for (int i = 1; i < njobs; i++)
+    if (jobs[i].threaded)
+      pthread_join(jobs[i].thread, NULL);
+  bool ok = true;
+  for (int i = 0; i < njobs && ok; i++)
+    if (jobs[i].g.failed) {
+      Diagnostic *d = diag_error(diags, where, jobs[i].g.error.code, "%s", jobs[i].g.error.message);
+      if (jobs[i].g.error.hint[0])
+        diag_hint(diags, d, "%.2000s", jobs[i].g.error.hint);
+      ok = false;
+    }
+  if (ok) {
+    out->ptx = merge_ptx(jobs, njobs, &out->len);
+    if (!out->ptx) {
+      diag_error(diags, where, "E1003", "code generation failed: out of memory");
+      ok = false;
     }
   }
-  out->kernels = cg_nvptx_kernels(m);
+  for (int i = 0; i < njobs; i++)
+    free(jobs[i].ptx);
   out->ms = now_ms() - t0;
-  if (tm)
-    LLVMDisposeTargetMachine(tm);
-  free(g.memo);
-  LLVMDisposeBuilder(g.b);
-  LLVMDisposeModule(g.mod);
-  LLVMContextDispose(g.ctx);
   return ok;
 }
 

@@ -317,7 +317,7 @@ static int back_end(Compilation *c, const Options *o) {
     ok = (o->emit == EMIT_LLVM || pkg_fits(m, &c->diags, c->policy->span)) &&
          cg_host_compile(m, &c->diags, c->policy->span, o->opt_level, o->emit == EMIT_LLVM, &r);
   for (int i = 0; ok && i < o->ntargets && (o->emit == EMIT_ARTIFACT || i == 0); i++)
-    ok = cg_nvptx_compile(m, &c->diags, c->policy->span, o->targets[i], o->shapes, o->nshapes, false, &ptx[i]);
+    ok = cg_nvptx_compile(m, &c->diags, c->policy->span, o->targets[i], o->shapes, o->nshapes, &ptx[i]);
   if (ok && o->emit == EMIT_LLVM) {
     fputs(r.llvm_ir, stdout);
   } else if (ok && o->emit == EMIT_PTX) {

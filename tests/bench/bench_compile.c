@@ -99,7 +99,7 @@ static bool compile_once(const char *path, double ms[NSTAGES]) {
       CgPtxResult px;
       Diags quiet = c.diags;
       double t4 = now_ms();
-      ms[PTX] = cg_nvptx_compile(m, &c.diags, c.policy->span, "sm_90", &shape, 1, false, &px) ? now_ms() - t4 : -1;
+      ms[PTX] = cg_nvptx_compile(m, &c.diags, c.policy->span, "sm_90", &shape, 1, &px) ? now_ms() - t4 : -1;
       ms[WITH_PTX] = ms[PTX] < 0 ? -1 : ms[TOTAL] + ms[PTX];
       cg_ptx_result_free(&px);
       c.diags = quiet;
