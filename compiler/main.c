@@ -67,6 +67,8 @@ static void usage(FILE *out) {
         "    --kv-dtype T          f32, f16 or bf16 (default bf16)\n"
         "    --G g --D d --P p     query heads per KV head, head dim, page size (4, 128, 16)\n"
         "    --expected-density X  fraction where() selects, an estimate (default 0.05)\n"
+        "    --layers L            decoder layers: figures per layer for a selection that\n"
+        "                          reads 'layer' (the headline is then their mean)\n"
         "    --format=json         the report as one JSON object (as --report=json)\n"
         "  --diagnostics=text    diagnostics as file:line:col: error: message (default)\n"
         "  --diagnostics=json    one JSON object per diagnostic on stderr\n"

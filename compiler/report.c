@@ -115,9 +115,9 @@ static int parse_density(const ReportOptions *o, const char *s, double *out) {
 }
 
 /* The options that take a value, as "--name VALUE" or "--name=VALUE". */
-typedef enum Valued { V_CONTEXT, V_BUDGET, V_KV, V_G, V_D, V_P, V_DENSITY, V_COUNT } Valued;
+typedef enum Valued { V_CONTEXT, V_BUDGET, V_KV, V_G, V_D, V_P, V_DENSITY, V_LAYERS, V_COUNT } Valued;
 static const char *const valued_names[V_COUNT] = {
-    "--context", "--budget", "--kv-dtype", "--G", "--D", "--P", "--expected-density"};
+    "--context", "--budget", "--kv-dtype", "--G", "--D", "--P", "--expected-density", "--layers"};
 
 int report_parse_option(ReportOptions *o, int argc, char **argv, int *i) {
   const char *a = argv[*i];
@@ -162,6 +162,7 @@ int report_parse_option(ReportOptions *o, int argc, char **argv, int *i) {
     case V_D: return parse_int(o, name, value, 1, MAX_SHAPE, &o->D);
     case V_P: return parse_int(o, name, value, 1, MAX_SHAPE, &o->P);
     case V_DENSITY: return parse_density(o, value, &o->density);
+    case V_LAYERS: return parse_int(o, name, value, 1, REPORT_MAX_LAYERS, &o->layers);
     case V_COUNT: break;
     }
   }
@@ -171,8 +172,8 @@ int report_parse_option(ReportOptions *o, int argc, char **argv, int *i) {
 bool report_check_options(const ReportOptions *o) {
   const char *problem = NULL;
   if (!o->enabled && (o->format_given || o->other_given))
-    problem = "--format, --context, --budget, --kv-dtype, --G, --D, --P and --expected-density "
-              "need --report";
+    problem = "--format, --context, --budget, --kv-dtype, --G, --D, --P, --expected-density and "
+              "--layers need --report";
   else if (o->enabled && !o->context)
     problem = "--report needs the context length: --context N (tokens)";
   if (problem)
@@ -186,6 +187,7 @@ typedef struct Ctx {
   const VirModule *m;
   const ReportOptions *o;
   double npages;
+  long long layer; /* the layer the figures are for; -1: any (the intrinsic is unknown) */
   char *err;
   size_t errlen;
   bool failed;
@@ -223,16 +225,17 @@ static bool param_value(Ctx *x, const Node *param, double *out) {
   return param_default(param, out);
 }
 
-/* The value of a name in an extent or scalar: D, G, P, npages, len (the context) or a
- * param's value. */
+/* The value of a name in an extent or scalar: D, G, P, npages, len (the context), the layer
+ * when the figures are for one, or a param's value. */
 static bool name_value(Ctx *x, const char *name, size_t len, double *out) {
-  const struct { const char *name; double value; } known[] = {
-      {"D", (double)x->o->D}, {"G", (double)x->o->G}, {"P", (double)x->o->P},
-      {"npages", x->npages}, {"pi", M_PI}, {"len", (double)x->o->context}};
+  const struct { const char *name; double value; bool known; } known[] = {
+      {"D", (double)x->o->D, true}, {"G", (double)x->o->G, true}, {"P", (double)x->o->P, true},
+      {"npages", x->npages, true}, {"pi", M_PI, true}, {"len", (double)x->o->context, true},
+      {"layer", (double)x->layer, x->layer >= 0}};
   for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
     if (strlen(known[i].name) == len && !strncmp(known[i].name, name, len)) {
       *out = known[i].value;
-      return true;
+      return known[i].known;
     }
   for (int i = 0; i < x->m->nparams; i++) {
     const Node *p = x->m->params[i];
@@ -379,6 +382,42 @@ static bool eval_scalar(Ctx *x, const VirValue *v, double *out) {
   default:
     return false;
   }
+}
+
+/* A where() condition in the figures' layer: true when it holds for every element whatever
+ * the data (`layer < 2 || score[p] > t` in layer 0), false when it fails for every one;
+ * returns false when it depends on the data. Follows loads of the tensors the select kernel
+ * itself stores. */
+static bool eval_condition(Ctx *x, const VirKernel *sel, const VirValue *v, int depth, double *out) {
+  if (depth > 64)
+    return false;
+  if (v->op == VI_LOAD) {
+    for (const VirStore *st = sel->stores; st; st = st->next)
+      if (st->dst == v->tensor && st->op == OP_ASSIGN)
+        return eval_condition(x, sel, st->value, depth + 1, out);
+    return false;
+  }
+  if (v->op == VI_UNARY && v->opcode == OP_NOT) {
+    double a;
+    if (!eval_condition(x, sel, v->args[0], depth + 1, &a))
+      return false;
+    *out = !a;
+    return true;
+  }
+  if (v->op == VI_BINARY && (v->opcode == OP_AND || v->opcode == OP_OR)) {
+    bool decides = v->opcode == OP_OR; /* the operand value that decides alone */
+    double a, b;
+    bool ka = eval_condition(x, sel, v->args[0], depth + 1, &a);
+    bool kb = eval_condition(x, sel, v->args[1], depth + 1, &b);
+    if ((ka && (a != 0) == decides) || (kb && (b != 0) == decides))
+      *out = decides;
+    else if (ka && kb)
+      *out = !decides;
+    else
+      return false;
+    return true;
+  }
+  return eval_scalar(x, v, out);
 }
 
 /* ---- counting (docs/report.md) ---- */
@@ -593,10 +632,22 @@ static void count_selection(Ctx *x, Report *r) {
   bool where = false;
   r->budget = -1;
   r->budget_from_source = x->o->budget < 0;
+  const VirKernel *sel = find_kernel(m, VK_SELECT);
   for (int i = 0; i < m->nselections; i++) {
     const VirSelection *s = &m->selections[i];
     r->select_all |= s->kind == ND_ALL;
-    where |= s->kind == ND_WHERE;
+    if (s->kind == ND_WHERE) {
+      /* in a layer where the condition is decided by the layer alone, the where() selects
+       * all tokens or none: no estimate */
+      const VirStore *st = sel ? sel->stores : NULL;
+      while (st && st->dst != s->scores)
+        st = st->next;
+      double holds;
+      if (st && eval_condition(x, sel, st->value, 0, &holds))
+        r->select_all |= holds != 0;
+      else
+        where = true;
+    }
     if (s->kind != ND_TOP)
       continue;
     double b = 0;
@@ -622,7 +673,6 @@ static void count_selection(Ctx *x, Report *r) {
   r->union_tokens = r->per_head && !r->select_all
                         ? fmin(N, shared + (double)x->o->G * (r->selected - shared))
                         : r->selected;
-  const VirKernel *sel = find_kernel(m, VK_SELECT);
   r->scoring_skipped = ntop && !where && !r->select_all && base >= N && sel &&
                        !select_feeds_others(m, sel);
 
@@ -641,11 +691,11 @@ static void count_selection(Ctx *x, Report *r) {
     has_budget |= !strcmp(m->params[i]->name, "budget");
   if (x->o->budget >= 0 && !has_budget)
     note(r, "--budget is not used: the policy has no param 'budget'");
-  r->layer_dependent = !r->select_all && reads_layer(find_kernel(m, VK_SELECT));
-  if (r->layer_dependent)
+  r->layer_dependent = reads_layer(sel);
+  if (r->layer_dependent && x->layer < 0 && !r->select_all)
     note(r, "the selection depends on the layer (the select kernel reads 'layer'): these "
-            "figures assume every layer selects as the budget says; a layer that selects more "
-            "(or attends densely) costs more, up to the dense row");
+            "figures assume every layer selects as the budget says, where one may attend more, "
+            "up to the dense row; --layers L reports each layer");
   if (r->per_head && !r->select_all)
     note(r, "select per head: each query head attends its own %.0f tokens; the group reads "
             "the union of their selections, counted as up to %.0f tokens of K and V (disjoint "
@@ -661,7 +711,22 @@ static void check_requires(Ctx *x) {
   }
 }
 
-bool report_compute(const VirModule *m, const ReportOptions *o, Report *r, char *err, size_t errlen) {
+/* The totals and the predicted speedups from the parts. */
+static void finish(Report *r) {
+  r->total.bytes = r->scoring.bytes + r->attention.bytes + r->update.bytes;
+  r->total.flops = r->scoring.flops + r->attention.flops + r->update.flops;
+  r->speedup_bytes = r->dense.bytes / r->total.bytes;
+  r->speedup_flops = r->dense.flops / r->total.flops;
+  /* roofline: a step takes max(bytes / bandwidth, FLOPs / peak); in units of bytes */
+  double t_sparse = fmax(r->total.bytes, r->total.flops / REPORT_BALANCE);
+  double t_dense = fmax(r->dense.bytes, r->dense.flops / REPORT_BALANCE);
+  r->flops_bound = r->total.flops / REPORT_BALANCE > r->total.bytes;
+  r->speedup = t_dense / t_sparse;
+}
+
+/* The report for one layer (layer >= 0) or for any (-1: 'layer' unknown). */
+static bool compute_layer(const VirModule *m, const ReportOptions *o, long long layer, Report *r,
+                          char *err, size_t errlen) {
   memset(r, 0, sizeof *r);
   r->policy = m->name;
   r->opt = *o;
@@ -671,7 +736,7 @@ bool report_compute(const VirModule *m, const ReportOptions *o, Report *r, char 
     r->token_granular |= m->keeps[i].unit == UNIT_TOKENS;
   r->per_head = m->per_head;
   double N = (double)o->context, P = (double)o->P;
-  Ctx x = {m, o, ceil(N / P), err, errlen, false};
+  Ctx x = {m, o, ceil(N / P), layer, err, errlen, false};
   r->npages = (long long)x.npages;
   check_requires(&x);
   count_selection(&x, r);
@@ -691,18 +756,81 @@ bool report_compute(const VirModule *m, const ReportOptions *o, Report *r, char 
   r->attention.bytes = r->union_tokens * 2 * D * kv + mod.bytes;
   r->attention.flops = r->selected * 4 * G * D + mod.flops;
   r->update = kernel_cost(&x, find_kernel(m, VK_UPDATE), row, false, NULL);
-  r->total.bytes = r->scoring.bytes + r->attention.bytes + r->update.bytes;
-  r->total.flops = r->scoring.flops + r->attention.flops + r->update.flops;
   r->dense.bytes = N * 2 * D * kv;
   r->dense.flops = N * 4 * G * D;
-  r->speedup_bytes = r->dense.bytes / r->total.bytes;
-  r->speedup_flops = r->dense.flops / r->total.flops;
-  /* roofline: a step takes max(bytes / bandwidth, FLOPs / peak); in units of bytes */
-  double t_sparse = fmax(r->total.bytes, r->total.flops / REPORT_BALANCE);
-  double t_dense = fmax(r->dense.bytes, r->dense.flops / REPORT_BALANCE);
-  r->flops_bound = r->total.flops / REPORT_BALANCE > r->total.bytes;
-  r->speedup = t_dense / t_sparse;
+  finish(r);
   return !x.failed;
+}
+
+static void add_cost(ReportCost *sum, const ReportCost *c) {
+  sum->bytes += c->bytes;
+  sum->flops += c->flops;
+}
+
+static void scale_cost(ReportCost *c, double f) {
+  c->bytes *= f;
+  c->flops *= f;
+}
+
+/* Adds one layer's figures to r's sums and to its table of layer ranges. */
+static bool add_layer(Report *r, const Report *one, int layer) {
+  add_cost(&r->scoring, &one->scoring);
+  add_cost(&r->attention, &one->attention);
+  add_cost(&r->update, &one->update);
+  r->selected += one->selected;
+  r->union_tokens += one->union_tokens;
+  r->modifier_flops += one->modifier_flops;
+  r->estimate |= one->estimate;
+  for (int i = 0; i < one->nnotes; i++) {
+    int k = 0;
+    while (k < r->nnotes && strcmp(r->notes[k], one->notes[i]))
+      k++;
+    if (k == r->nnotes && r->nnotes < REPORT_MAX_NOTES)
+      memcpy(r->notes[r->nnotes++], one->notes[i], REPORT_NOTE_LEN);
+  }
+  ReportLayers *g = r->nlayer_ranges ? &r->layer_ranges[r->nlayer_ranges - 1] : NULL;
+  if (g && g->selected == one->selected && g->total.bytes == one->total.bytes &&
+      g->total.flops == one->total.flops) {
+    g->last = layer;
+    return true;
+  }
+  if (r->nlayer_ranges == REPORT_MAX_LAYER_RANGES)
+    return false;
+  r->layer_ranges[r->nlayer_ranges++] =
+      (ReportLayers){layer, layer, one->selected, one->estimate, one->total, one->speedup};
+  return true;
+}
+
+bool report_compute(const VirModule *m, const ReportOptions *o, Report *r, char *err, size_t errlen) {
+  if (!compute_layer(m, o, -1, r, err, errlen))
+    return false;
+  if (!o->layers || !r->layer_dependent)
+    return true;
+  /* per layer: the headline figures become the mean over the layers */
+  Report one;
+  r->scoring = r->attention = r->update = (ReportCost){0, 0};
+  r->selected = r->union_tokens = r->modifier_flops = 0;
+  r->estimate = false;
+  r->nnotes = 0;
+  for (int l = 0; l < o->layers; l++) {
+    if (!compute_layer(m, o, l, &one, err, errlen))
+      return false;
+    if (!add_layer(r, &one, l)) {
+      snprintf(err, errlen, "more than %d runs of layers with different costs: report fewer layers",
+               REPORT_MAX_LAYER_RANGES);
+      return false;
+    }
+  }
+  double mean = 1.0 / (double)o->layers;
+  scale_cost(&r->scoring, mean);
+  scale_cost(&r->attention, mean);
+  scale_cost(&r->update, mean);
+  r->selected *= mean;
+  r->union_tokens *= mean;
+  r->modifier_flops *= mean;
+  r->select_all = false;
+  finish(r);
+  return true;
 }
 
 /* ---- output ---- */
@@ -762,6 +890,22 @@ static void print_json(FILE *out, const Report *r) {
   if (r->per_head && !r->select_all)
     cJSON_AddNumberToObject(o, "union_tokens", r->union_tokens);
   cJSON_AddBoolToObject(o, "layer_dependent", r->layer_dependent);
+  if (r->nlayer_ranges) {
+    cJSON_AddNumberToObject(o, "layers", (double)r->opt.layers);
+    cJSON *ranges = cJSON_AddArrayToObject(o, "per_layer");
+    for (int i = 0; i < r->nlayer_ranges; i++) {
+      const ReportLayers *g = &r->layer_ranges[i];
+      cJSON *t = cJSON_CreateObject();
+      cJSON_AddNumberToObject(t, "first", g->first);
+      cJSON_AddNumberToObject(t, "last", g->last);
+      cJSON_AddNumberToObject(t, "selected_tokens", g->selected);
+      cJSON_AddBoolToObject(t, "selected_is_estimate", g->estimate);
+      cJSON_AddNumberToObject(t, "bytes", g->total.bytes);
+      cJSON_AddNumberToObject(t, "flops", g->total.flops);
+      cJSON_AddNumberToObject(t, "predicted_speedup", g->speedup);
+      cJSON_AddItemToArray(ranges, t);
+    }
+  }
   cJSON *notes = cJSON_AddArrayToObject(o, "notes");
   for (int i = 0; i < r->nnotes; i++)
     cJSON_AddItemToArray(notes, cJSON_CreateString(r->notes[i]));
@@ -788,6 +932,21 @@ static void print_row(FILE *out, const char *name, const ReportCost *c) {
   char h[32];
   fprintf(out, "  %-10s %16.0f  %-11s %16.0f\n", name, c->bytes, human(c->bytes, h, sizeof h),
           c->flops);
+}
+
+/* With --layers: the runs of layers whose figures differ. */
+static void print_layers(FILE *out, const Report *r) {
+  if (!r->nlayer_ranges)
+    return;
+  fprintf(out, "per layer (%lld layers; the figures above are their mean):\n", r->opt.layers);
+  for (int i = 0; i < r->nlayer_ranges; i++) {
+    const ReportLayers *g = &r->layer_ranges[i];
+    char range[32], h[32];
+    snprintf(range, sizeof range, g->first == g->last ? "%d" : "%d-%d", g->first, g->last);
+    fprintf(out, "  layers %-9s %8.0f tokens  %16.0f bytes (%s)  %16.0f FLOPs  %.2fx%s\n", range,
+            g->selected, g->total.bytes, human(g->total.bytes, h, sizeof h), g->total.flops,
+            g->speedup, g->estimate ? "  (tokens: ESTIMATE)" : "");
+  }
 }
 
 static void print_text(FILE *out, const Report *r) {
@@ -829,6 +988,7 @@ static void print_text(FILE *out, const Report *r) {
           r->speedup, r->flops_bound ? "compute" : "memory",
           r->total.bytes ? r->total.flops / r->total.bytes : 0.0, (double)REPORT_BALANCE,
           r->speedup_bytes, r->speedup_flops);
+  print_layers(out, r);
   for (int i = 0; i < r->nnotes; i++)
     fprintf(out, "note: %s\n", r->notes[i]);
 }

@@ -25,6 +25,7 @@ typedef struct ReportOptions {
   DType kv_dtype;        /* storage of k and v */
   long long G, D, P;
   double density;        /* expected fraction selected by where() among the other tokens */
+  long long layers;      /* decoder layers, for a selection that reads 'layer'; 0 = not given */
 } ReportOptions;
 
 /* Defaults: bf16 KV, Llama-3.1-8B attention shapes (G = 4, D = 128), P = 16, density 0.05. */
@@ -49,7 +50,19 @@ typedef struct ReportRead {
   double bytes;      /* per step */
 } ReportRead;
 
-enum { REPORT_MAX_READS = 32, REPORT_MAX_NOTES = 8, REPORT_NOTE_LEN = 240 };
+enum {
+  REPORT_MAX_READS = 32, REPORT_MAX_NOTES = 8, REPORT_NOTE_LEN = 240,
+  REPORT_MAX_LAYERS = 4096, REPORT_MAX_LAYER_RANGES = 64
+};
+
+/* Consecutive layers whose figures are the same (--layers, a selection that reads 'layer'). */
+typedef struct ReportLayers {
+  int first, last;
+  double selected;  /* tokens attended per step and query head */
+  bool estimate;    /* selected depends on the data */
+  ReportCost total;
+  double speedup;   /* predicted, over dense, in these layers */
+} ReportLayers;
 
 /* The machine balance the predicted speedup assumes, in FLOPs per byte: an H100 SXM's dense
  * bf16 peak over its HBM bandwidth (989 TFLOP/s / 3.35 TB/s). A step whose FLOPs per byte
@@ -80,6 +93,9 @@ typedef struct Report {
   double speedup;           /* dense / total by the roofline: max(bytes, FLOPs / REPORT_BALANCE) */
   bool flops_bound;         /* the policy's step is compute bound at REPORT_BALANCE */
   bool layer_dependent;     /* the select kernel reads 'layer' */
+  ReportLayers layer_ranges[REPORT_MAX_LAYER_RANGES]; /* with --layers: the figures per layer;
+                               the ones above are then the mean over the layers */
+  int nlayer_ranges;
   ReportRead reads[REPORT_MAX_READS];
   int nreads;
   char notes[REPORT_MAX_NOTES][REPORT_NOTE_LEN];

@@ -32,6 +32,17 @@ expect(magicpig "${OUT_magicpig}" "ESTIMATE")
 run(dense 0 --report ${STDLIB}/dense.vx --context 1000)
 expect(dense "${OUT_dense}" "1.00x by bytes")
 
+# A selection that reads 'layer': --layers L reports the runs of layers whose figures differ.
+run(layers 0 --report ${CMAKE_CURRENT_LIST_DIR}/layered.vx --context 32768 --layers 8)
+expect(layers "${OUT_layers}" "per layer \\(8 layers; the figures above are their mean\\):\n  layers 0-1 +32768 tokens")
+expect(layers_rest "${OUT_layers}" "  layers 2-7 +1699 tokens .*\\(tokens: ESTIMATE\\)\n")
+run(layers_json 0 --report=json ${CMAKE_CURRENT_LIST_DIR}/layered.vx --context 32768 --layers 8)
+expect(layers_json "${OUT_layers_json}" "\"per_layer\":\\[{\"first\":0,\"last\":1,")
+run(no_layers 0 --report ${CMAKE_CURRENT_LIST_DIR}/layered.vx --context 32768)
+expect(no_layers "${OUT_no_layers}" "--layers L reports each layer")
+run(bad_layers 2 --report ${QUEST} --context 100 --layers 0)
+expect(bad_layers "${ERR_bad_layers}" "'--layers' must be between 1 and 4096")
+
 # Usage errors: exit 2.
 run(no_context 2 --report ${QUEST})
 expect(no_context "${ERR_no_context}" "--context N")

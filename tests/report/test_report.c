@@ -42,9 +42,7 @@ typedef struct Policy {
   VirModule *m;
 } Policy;
 
-static bool load(Policy *p, const char *dir, const char *name) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/%s.vx", dir, name);
+static bool load_file(Policy *p, const char *path) {
   char *text;
   int len;
   const char *error;
@@ -65,6 +63,12 @@ static bool load(Policy *p, const char *dir, const char *name) {
     return false;
   }
   return true;
+}
+
+static bool load(Policy *p, const char *dir, const char *name) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s.vx", dir, name);
+  return load_file(p, path);
 }
 
 /* The expected figures of one case. */
@@ -260,6 +264,40 @@ static void grid(Policy *policies) {
 }
 
 /* Specific cases: the defaults, the JSON form, a failing require. */
+/* A selection that reads 'layer' (layered.vx): with --layers 8, layers 0-1 attend all N
+ * tokens, layers 2-7 the 64-token budget plus the expected density of the rest; the
+ * headline figures are the mean over the 8 layers. */
+static void per_layer(Policy *layered) {
+  ReportOptions o;
+  report_options_init(&o);
+  o.enabled = true;
+  o.context = 32768;
+  Report r;
+  char err[256];
+  bool ok = report_compute(layered->m, &o, &r, err, sizeof err);
+  check(ok && r.layer_dependent && r.nlayer_ranges == 0 && r.nnotes > 0 &&
+            strstr(r.notes[r.nnotes - 1], "--layers"),
+        "layered without --layers: one set of figures and a note naming --layers");
+  o.layers = 8;
+  ok = report_compute(layered->m, &o, &r, err, sizeof err);
+  double N = 32768, D = 128, kv = 2, scoring = 2048 * D * 4; /* kmax f32, every page */
+  double rest = 64 + 0.05 * (N - 64);
+  double early = scoring + N * 2 * D * kv, late = scoring + rest * 2 * D * kv;
+  double mean = (2 * early + 6 * late) / 8, dense = N * 2 * D * kv;
+  check(ok && r.nlayer_ranges == 2, "layered, 8 layers: two runs of layers (%s)", ok ? "" : err);
+  if (r.nlayer_ranges != 2)
+    return;
+  const ReportLayers *a = &r.layer_ranges[0], *b = &r.layer_ranges[1];
+  check(a->first == 0 && a->last == 1 && a->selected == N && !a->estimate &&
+            same(a->total.bytes, early),
+        "layers 0-1 attend all %g tokens exactly: %g bytes, expected %g", N, a->total.bytes, early);
+  check(b->first == 2 && b->last == 7 && same(b->selected, rest) && b->estimate &&
+            same(b->total.bytes, late),
+        "layers 2-7: %g tokens (estimate), %g bytes, expected %g", b->selected, b->total.bytes, late);
+  check(same(r.total.bytes, mean) && same(r.speedup_bytes, dense / mean),
+        "the headline is the mean over the layers: %g bytes, expected %g", r.total.bytes, mean);
+}
+
 static void specifics(Policy *policies, Policy *lserve) {
   ReportOptions o;
   report_options_init(&o);
@@ -314,22 +352,24 @@ static void specifics(Policy *policies, Policy *lserve) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: test_report STDLIB_DIR\n");
+  if (argc != 3) {
+    fprintf(stderr, "usage: test_report STDLIB_DIR LAYERED.vx\n");
     return 2;
   }
-  Policy policies[NPOLICIES], lserve;
+  Policy policies[NPOLICIES], lserve, layered;
   for (int p = 0; p < NPOLICIES; p++)
     if (!load(&policies[p], argv[1], names[p])) {
       printf("0 passed, 1 failed\n");
       return 1;
     }
-  if (!load(&lserve, argv[1], "lserve")) {
+  if (!load(&lserve, argv[1], "lserve") || !load_file(&layered, argv[2])) {
     printf("0 passed, 1 failed\n");
     return 1;
   }
   grid(policies);
   specifics(policies, &lserve);
+  per_layer(&layered);
+  front_destroy(&layered.c);
   for (int p = 0; p < NPOLICIES; p++)
     front_destroy(&policies[p].c);
   front_destroy(&lserve.c);
