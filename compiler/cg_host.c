@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sema.h"
 
 /* Field numbers of vxk_ctx (runtime/vxk.h): 14 i32 fields, then pointers. */
 enum {
@@ -129,7 +128,7 @@ static LLVMValueRef convert(Cg *c, LLVMValueRef x, Type from, Type to) { return 
 
 /* ---- extents: the canonical text from sema, evaluated at run time ---- */
 
-static LLVMValueRef param_value(Cg *c, const Node *param);
+static LLVMValueRef param_value(Cg *c, const VirParam *param);
 
 static LLVMValueRef extent_expr(Cg *c, const char **s);
 
@@ -186,14 +185,11 @@ static LLVMValueRef extent(Cg *c, const char *text) { return extent_expr(c, &tex
 
 /* ---- leaves ---- */
 
-static LLVMValueRef param_value(Cg *c, const Node *param) {
-  int i = 0;
-  while (i < c->m->nparams && c->m->params[i] != param)
-    i++;
-  LLVMValueRef idx = i32c(c, i);
+static LLVMValueRef param_value(Cg *c, const VirParam *param) {
+  LLVMValueRef idx = i32c(c, param->index);
   LLVMValueRef p = LLVMBuildGEP2(c->b, c->f64, c->field[CX_PARAMS], &idx, 1, "");
   LLVMValueRef d = LLVMBuildLoad2(c->b, c->f64, p, param->name);
-  if (param->sym && param->sym->type == TY_F32)
+  if (param->type == TY_F32)
     return LLVMBuildFPTrunc(c->b, d, c->f32, "");
   return LLVMBuildFPToSI(c->b, d, c->i32, "");
 }
@@ -956,7 +952,7 @@ static void gen_scalars(Cg *c) {
     if (c->m->keeps[i].count)
       counts[n++] = c->m->keeps[i].count;
   for (int i = 0; i < c->m->nselections && n < 512; i++)
-    if (c->m->selections[i].kind == ND_TOP)
+    if (c->m->selections[i].kind == VS_TOP)
       counts[n++] = c->m->selections[i].count;
   for (int i = 0; i < n; i++) {
     LLVMValueRef x = convert(c, gen(c, counts[i]), counts[i]->type, TY_F32);

@@ -37,7 +37,6 @@
 #include "../runtime/vxk_gpu.h"
 #include "cg_devmath.h"
 #include "cg_expr.h"
-#include "sema.h"
 
 enum {
   CPL = 8,            /* channels per lane in the element emitter */
@@ -512,13 +511,6 @@ static long extent_of(Gx *g, const char *text) {
   return *s ? -1 : v;
 }
 
-static int param_index(const Gx *g, const Node *param) {
-  for (int i = 0; i < g->m->nparams; i++)
-    if (g->m->params[i] == param)
-      return i;
-  return 0;
-}
-
 static LLVMValueRef scalar_slot(Gx *g, int i) {
   return load(g, g->f32, elem(g, g->f32, gaddr(g, arg(g, VXK_GPU_SCALARS)), c32(g, i)));
 }
@@ -914,8 +906,8 @@ static Ev eval_uncached(Gx *g, const VirValue *v, const int *coord) {
   case VI_NUM:
     return (Ev){cg_expr_number(&g->e, v->type, v->num), NULL};
   case VI_PARAM: {
-    LLVMValueRef x = scalar_slot(g, param_index(g, v->param));
-    bool fl = v->param->sym && v->param->sym->type == TY_F32;
+    LLVMValueRef x = scalar_slot(g, v->param->index);
+    bool fl = v->param->type == TY_F32;
     return (Ev){fl ? x : LLVMBuildFPToSI(g->b, x, g->i32, ""), NULL};
   }
   case VI_SCALAR: {
@@ -1059,7 +1051,7 @@ static bool check_supported(Gx *g) {
   }
   int tops = 0;
   for (int i = 0; i < m->nselections; i++) {
-    tops += m->selections[i].kind == ND_TOP;
+    tops += m->selections[i].kind == VS_TOP;
   }
   if (tops > 1) {
     gx_error(g, "more than one top()", NULL);
@@ -1195,7 +1187,7 @@ static LLVMValueRef order_key(Gx *g, LLVMValueRef score) {
 static const VirStore *score_store(const Gx *g, const VirKernel *k) {
   const VirTensor *score = NULL;
   for (int i = 0; i < g->m->nselections; i++)
-    if (g->m->selections[i].kind == ND_TOP)
+    if (g->m->selections[i].kind == VS_TOP)
       score = g->m->selections[i].scores;
   for (const VirStore *s = k ? k->stores : NULL; s; s = s->next)
     if (s->dst == score)
@@ -1528,9 +1520,9 @@ static void gen_select(Gx *g) {
   bool has_top = false, has_all = false;
   for (int i = 0; i < g->m->nselections; i++) {
     const VirSelection *x = &g->m->selections[i];
-    has_top |= x->kind == ND_TOP;
-    has_all |= x->kind == ND_ALL;
-    if (x->kind == ND_WHERE) {
+    has_top |= x->kind == VS_TOP;
+    has_all |= x->kind == VS_ALL;
+    if (x->kind == VS_WHERE) {
       const VirStore *w = store_of_kernel(k, x->scores);
       if (!w || nwheres == 8) {
         gx_error(g, "a where() whose condition the select kernel does not compute", NULL);
@@ -1548,7 +1540,7 @@ static void gen_select(Gx *g) {
   if (has_top) {
     const VirSelection *sel = NULL;
     for (int i = 0; i < g->m->nselections; i++)
-      if (g->m->selections[i].kind == ND_TOP)
+      if (g->m->selections[i].kind == VS_TOP)
         sel = &g->m->selections[i];
     LLVMValueRef b = LLVMBuildFPToSI(g->b, scalar_slot(g, budget_scalar(g)), g->i32, "");
     LLVMValueRef tokens = sel->unit == UNIT_PAGES ? LLVMBuildMul(g->b, b, c32(g, g->s.P), "") : b;
@@ -2062,7 +2054,7 @@ unsigned cg_nvptx_kernels(const VirModule *m) {
     k |= 1u << CG_GPU_summarise;
   bool select_all = false;
   for (int i = 0; i < m->nselections; i++)
-    select_all |= m->selections[i].kind == ND_ALL;
+    select_all |= m->selections[i].kind == VS_ALL;
   if (m->nkeeps || !select_all)
     k |= 1u << CG_GPU_select;
   return k;

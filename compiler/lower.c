@@ -82,6 +82,22 @@ static VirValue **args_array(Lower *L, int n) {
 
 static VirValue *lower_expr(Lower *L, VirBlock *b, Node *n);
 
+static VirParam *find_param(const VirModule *m, const char *name) {
+  for (int i = 0; i < m->nparams; i++)
+    if (!strcmp(m->params[i]->name, name))
+      return m->params[i];
+  return NULL;
+}
+
+/* gaussian(seed) or load("file"): the generator's name and its one argument as text. */
+static VirInit *lower_init(Lower *L, const Node *call) {
+  VirInit *init = arena_alloc(L->m->arena, sizeof *init);
+  const Node *arg = call->list;
+  init->fn = call->name;
+  init->arg = arg->kind == ND_NAME ? arg->name : arg->str;
+  return init;
+}
+
 static VirValue *lower_load(Lower *L, VirBlock *b, Symbol *sym, Node *subscripts) {
   VirValue v = {0};
   v.op = VI_LOAD;
@@ -107,7 +123,7 @@ static VirValue *lower_name(Lower *L, VirBlock *b, Node *n) {
   Symbol *sym = n->sym;
   if (sym->kind == SYM_PARAM) {
     v.op = VI_PARAM;
-    v.param = sym->def;
+    v.param = find_param(L->m, sym->name);
     return emit(L, b, &v);
   }
   if (sym->kind == SYM_INTRINSIC && sym->rank == 0) {
@@ -236,7 +252,7 @@ static void lower_def(Lower *L, Node *n) {
   Node *body = n->lhs;
   if (n->stage == ST_CONST && body->kind == ND_CALL &&
       (!strcmp(body->name, "gaussian") || !strcmp(body->name, "load"))) {
-    t->init = body;
+    t->init = lower_init(L, body);
     return;
   }
   VirKernel *k = vir_kernel_get(L->m, kernel_of(n->stage));
@@ -331,7 +347,7 @@ static void lower_select(Lower *L, Node *n) {
   VirKernel *k = vir_kernel_get(m, VK_SELECT);
   for (Node *s = n->list; s; s = s->next) {
     VirSelection *sel = &m->selections[m->nselections++];
-    sel->kind = s->kind;
+    sel->kind = s->kind == ND_TOP ? VS_TOP : s->kind == ND_WHERE ? VS_WHERE : VS_ALL;
     if (s->kind == ND_ALL)
       continue;
     Symbol *shape = selection_tensor(s->lhs);
@@ -374,24 +390,44 @@ static void lower_attend(Lower *L, Node *n) {
   vir_store_add(L->m, k, t, axes, n->op, lower_expr(L, &k->each, n->lhs));
 }
 
+/* A param as VIR keeps it: sema admits only a literal default, possibly negated. */
+static VirParam *lower_param(Arena *arena, const Node *n, int index) {
+  VirParam *p = arena_alloc(arena, sizeof *p);
+  const Node *v = n->lhs;
+  bool neg = v->kind == ND_UNARY;
+  const Node *lit = neg ? v->lhs : v;
+  p->index = index;
+  p->name = n->name;
+  p->type = n->sym ? n->sym->type : TY_ERROR;
+  p->unit = n->unit;
+  p->def = neg ? -lit->num : lit->num;
+  p->def_text = arena_printf(arena, "%s%s", neg ? "-" : "", lit->str);
+  return p;
+}
+
 VirModule *lower_policy(Arena *arena, Node *policy) {
   Lower L = {0};
   L.m = vir_module_new(arena, policy->name);
   VirModule *m = L.m;
   for (Node *n = policy->list; n; n = n->next)
     m->nparams += n->kind == ND_PARAM;
-  m->params = arena_alloc(arena, sizeof(Node *) * (size_t)(m->nparams ? m->nparams : 1));
+  m->params = arena_alloc(arena, sizeof(VirParam *) * (size_t)(m->nparams ? m->nparams : 1));
   int nrequire = 0;
   for (Node *n = policy->list; n; n = n->next)
     nrequire += n->kind == ND_REQUIRE;
   m->requires = arena_alloc(arena, sizeof(VirValue *) * (size_t)(nrequire ? nrequire : 1));
   m->require_spans = arena_alloc(arena, sizeof(Span) * (size_t)(nrequire ? nrequire : 1));
+  /* params first: any item may read one */
   int np = 0;
+  for (Node *n = policy->list; n; n = n->next)
+    if (n->kind == ND_PARAM) {
+      m->params[np] = lower_param(arena, n, np);
+      np++;
+    }
   for (Node *n = policy->list; n; n = n->next) {
     L.naxes = 0;
     switch (n->kind) {
     case ND_PARAM:
-      m->params[np++] = n;
       break;
     case ND_KEEP:
       lower_keep(&L, n);

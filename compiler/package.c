@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "artifact.h"
-#include "sema.h"
 
 typedef struct Pack {
   art_manifest m;
@@ -26,13 +25,12 @@ static const char *unit_name(Unit u) { return u == UNIT_PAGES ? "pages" : u == U
 
 static void pack_params(Pack *p, const VirModule *m) {
   for (int i = 0; i < m->nparams; i++) {
-    const Node *n = m->params[i];
-    const Node *v = n->lhs;
+    const VirParam *n = m->params[i];
     art_param *a = &p->params[i];
     a->name = n->name;
-    a->type = n->sym && n->sym->type == TY_F32 ? ART_F32 : ART_I32;
+    a->type = n->type == TY_F32 ? ART_F32 : ART_I32;
     a->unit = unit_name(n->unit);
-    a->def = v->kind == ND_UNARY ? -v->lhs->num : v->num;
+    a->def = n->def;
   }
 }
 
@@ -47,9 +45,8 @@ static void pack_fields(Pack *p, const VirModule *m) {
     f->naxes = t->rank;
     f->axes = t->extents;
     if (t->init) {
-      const Node *arg = t->init->list;
-      f->init = t->init->name;
-      f->init_arg = arg->kind == ND_NAME ? arg->name : arg->str;
+      f->init = t->init->fn;
+      f->init_arg = t->init->arg;
     }
   }
 }
@@ -81,9 +78,9 @@ static void pack_selection(Pack *p, const VirModule *m) {
   for (int i = 0; i < m->nselections; i++) {
     const VirSelection *s = &m->selections[i];
     art_select *a = &p->selects[i];
-    a->kind = s->kind == ND_TOP ? ART_SELECT_TOP : s->kind == ND_WHERE ? ART_SELECT_WHERE : ART_SELECT_ALL;
+    a->kind = s->kind == VS_TOP ? ART_SELECT_TOP : s->kind == VS_WHERE ? ART_SELECT_WHERE : ART_SELECT_ALL;
     a->field = s->scores ? s->scores->id : -1;
-    a->unit = s->kind == ND_TOP ? unit_name(s->unit) : "";
+    a->unit = s->kind == VS_TOP ? unit_name(s->unit) : "";
   }
   p->m.nkeeps = m->nkeeps;
   p->m.nselects = m->nselections;

@@ -204,25 +204,10 @@ static void fail(Ctx *x, const char *fmt, ...) {
   x->failed = true;
 }
 
-/* A param's default (a literal, possibly negated: sema admits nothing else). */
-static bool param_default(const Node *param, double *out) {
-  const Node *v = param->lhs;
-  bool neg = v && v->kind == ND_UNARY && v->op == OP_NEG;
-  if (neg)
-    v = v->lhs;
-  if (!v || v->kind != ND_NUM)
-    return false;
-  *out = neg ? -v->num : v->num;
-  return true;
-}
-
 /* A param's value: --budget B sets the param named budget, the others keep their defaults. */
-static bool param_value(Ctx *x, const Node *param, double *out) {
-  if (x->o->budget >= 0 && !strcmp(param->name, "budget")) {
-    *out = (double)x->o->budget;
-    return true;
-  }
-  return param_default(param, out);
+static bool param_value(Ctx *x, const VirParam *param, double *out) {
+  *out = x->o->budget >= 0 && !strcmp(param->name, "budget") ? (double)x->o->budget : param->def;
+  return true;
 }
 
 /* The value of a name in an extent or scalar: D, G, P, npages, len (the context), the layer
@@ -238,7 +223,7 @@ static bool name_value(Ctx *x, const char *name, size_t len, double *out) {
       return known[i].known;
     }
   for (int i = 0; i < x->m->nparams; i++) {
-    const Node *p = x->m->params[i];
+    const VirParam *p = x->m->params[i];
     if (strlen(p->name) == len && !strncmp(p->name, name, len))
       return param_value(x, p, out);
   }
@@ -635,8 +620,8 @@ static void count_selection(Ctx *x, Report *r) {
   const VirKernel *sel = find_kernel(m, VK_SELECT);
   for (int i = 0; i < m->nselections; i++) {
     const VirSelection *s = &m->selections[i];
-    r->select_all |= s->kind == ND_ALL;
-    if (s->kind == ND_WHERE) {
+    r->select_all |= s->kind == VS_ALL;
+    if (s->kind == VS_WHERE) {
       /* in a layer where the condition is decided by the layer alone, the where() selects
        * all tokens or none: no estimate */
       const VirStore *st = sel ? sel->stores : NULL;
@@ -648,7 +633,7 @@ static void count_selection(Ctx *x, Report *r) {
       else
         where = true;
     }
-    if (s->kind != ND_TOP)
+    if (s->kind != VS_TOP)
       continue;
     double b = 0;
     if (eval_scalar(x, s->count, &b))

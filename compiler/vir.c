@@ -6,7 +6,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "sema.h"
 
 VirModule *vir_module_new(Arena *arena, const char *name) {
   VirModule *m = arena_alloc(arena, sizeof *m);
@@ -323,18 +322,16 @@ static void print_tensor(FILE *out, const VirTensor *t) {
   if (t->updated)
     fputs(" updated", out);
   if (t->init)
-    fprintf(out, " = %s(...)", t->init->name);
+    fprintf(out, " = %s(...)", t->init->fn);
   fputc('\n', out);
 }
 
 void vir_print(FILE *out, const VirModule *m) {
   fprintf(out, "module %s\n", m->name);
   for (int i = 0; i < m->nparams; i++) {
-    const Node *p = m->params[i];
-    const Node *v = p->lhs;
-    bool neg = v->kind == ND_UNARY;
-    fprintf(out, "  param %s: %s = %s%s%s%s\n", p->name, ast_type_text(p->sym ? p->sym->type : TY_ERROR),
-            neg ? "-" : "", neg ? v->lhs->str : v->str, p->unit ? " " : "", ast_unit_text(p->unit));
+    const VirParam *p = m->params[i];
+    fprintf(out, "  param %s: %s = %s%s%s\n", p->name, ast_type_text(p->type), p->def_text,
+            p->unit ? " " : "", ast_unit_text(p->unit));
   }
   for (int i = 0; i < m->ntensors; i++)
     if (m->tensors[i]->kind != VT_INPUT)
@@ -368,9 +365,9 @@ void vir_print(FILE *out, const VirModule *m) {
       fprintf(out, "  select%s%s:", m->per_head ? " per-head" : "", m->token_granular ? " tokens" : " pages");
       for (int i = 0; i < m->nselections; i++) {
         const VirSelection *s = &m->selections[i];
-        if (s->kind == ND_ALL)
+        if (s->kind == VS_ALL)
           fputs(" all", out);
-        else if (s->kind == ND_TOP) {
+        else if (s->kind == VS_TOP) {
           fprintf(out, " top(%s, ", s->scores->name);
           print_operand(out, s->count);
           fprintf(out, " %s)", ast_unit_text(s->unit));

@@ -34,6 +34,23 @@ typedef enum VirTensorKind {
   VT_STEP,   /* let / score: per decode step */
 } VirTensorKind;
 
+/* A policy parameter, as lowering found it: the runtime sets its value at load time (the
+ * default, or an override). */
+typedef struct VirParam {
+  int index;            /* source order: its slot in the params array the kernels read */
+  const char *name;
+  Type type;            /* TY_F32 or TY_I32 */
+  Unit unit;
+  double def;           /* the default */
+  const char *def_text; /* the default as written, sign included ("-0.5") */
+} VirParam;
+
+/* A const made by a generator at load time: gaussian(seed) or load("file"). */
+typedef struct VirInit {
+  const char *fn;  /* "gaussian" or "load" */
+  const char *arg; /* the seed (a param's name or a literal's text) or the file */
+} VirInit;
+
 typedef struct VirTensor {
   int id;
   const char *name;
@@ -43,7 +60,7 @@ typedef struct VirTensor {
   DType dtype;
   Type type;     /* the value type it holds in computation */
   bool updated;  /* rewritten by the update kernel every step */
-  Node *init;    /* VT_CONST: gaussian(seed) / load("file") call, else NULL */
+  VirInit *init; /* VT_CONST made by a generator, else NULL */
 } VirTensor;
 
 typedef enum VirOp {
@@ -72,7 +89,7 @@ struct VirValue {
   double num;
   bool is_int;
   const char *name;     /* VI_SCALAR, VI_CALL */
-  Node *param;          /* VI_PARAM: the ND_PARAM */
+  VirParam *param;      /* VI_PARAM */
   Op opcode;            /* VI_UNARY, VI_BINARY */
   Reduction red;        /* VI_REDUCE */
   VirAxis **axes;       /* VI_REDUCE: reduced (or, for softmax, normalised) axes */
@@ -123,17 +140,19 @@ typedef struct VirKeep {
   bool at_prefill;
 } VirKeep;
 
+typedef enum VirSelectionKind { VS_TOP, VS_WHERE, VS_ALL } VirSelectionKind;
+
 typedef struct VirSelection {
-  NodeKind kind;       /* ND_TOP, ND_WHERE or ND_ALL */
-  VirTensor *scores;   /* ND_TOP: the ranked tensor; ND_WHERE: the 0/1 condition tensor */
-  VirValue *count;     /* ND_TOP: the budget */
+  VirSelectionKind kind;
+  VirTensor *scores;   /* VS_TOP: the ranked tensor; VS_WHERE: the 0/1 condition tensor */
+  VirValue *count;     /* VS_TOP: the budget */
   Unit unit;
 } VirSelection;
 
 typedef struct VirModule {
   Arena *arena;
   const char *name;
-  Node **params;      /* the ND_PARAM nodes, in source order */
+  VirParam **params;  /* in source order */
   int nparams;
   VirTensor **tensors;
   int ntensors, cap_tensors;
