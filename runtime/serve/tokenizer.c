@@ -1,19 +1,22 @@
 /* tokenizer.c - the byte tokenizer and llama2.c's tokenizer.bin (format: int32
- * max_token_length, then per token a float score, an int32 length and the bytes). Sits under
- * runtime/serve/; reads the file whole and treats it as hostile (lengths checked against the
- * bytes left). Never prints or exits. */
+ * max_token_length, then per token a float score, an int32 length and the bytes), and the
+ * entry to byte-level BPE (bpe.c, Hugging Face tokenizer.json). Sits under runtime/serve/;
+ * reads the file whole and treats it as hostile (lengths checked against the bytes left).
+ * Never prints or exits. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bpe.h"
 #include "tokenizer.h"
 #include "util.h"
 
 struct tokenizer {
   int bytes;      /* 1: the byte tokenizer */
-  int vocab, bos;
+  bpe *bpe;       /* a tokenizer.json */
+  int vocab, bos; /* bos -1: none */
   char **piece;   /* llama2c: NUL-terminated pieces */
   int *plen;
   float *score;
@@ -56,6 +59,14 @@ int tokenizer_load(const char *path, const model_config *c, tokenizer **out, cha
                   "tokenizer and takes no --tokenizer", path, c->arch);
     }
     t->bytes = 1;
+    *out = t;
+    return 0;
+  }
+  if (!strcmp(c->tokenizer, "bpe")) {
+    if (bpe_load(path ? path : c->tokenizer_file, c->vocab, &t->bpe, &t->bos, err) != 0) {
+      free(t);
+      return -1;
+    }
     *out = t;
     return 0;
   }
@@ -121,6 +132,7 @@ out:
 void tokenizer_free(tokenizer *t) {
   if (!t)
     return;
+  bpe_free(t->bpe);
   if (t->piece)
     for (int i = 0; i < t->vocab; i++)
       free(t->piece[i]);
@@ -139,7 +151,10 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int *out,
       out[n] = (x); \
     n++;            \
   } while (0)
-  PUT(t->bos);
+  if (t->bos >= 0)
+    PUT(t->bos);
+  if (t->bpe)
+    return bpe_encode(t->bpe, text, len, out, n, cap);
   if (t->bytes) {
     for (size_t i = 0; i < len; i++)
       PUT((unsigned char)text[i]);
@@ -209,6 +224,8 @@ const char *tokenizer_piece(const tokenizer *t, int prev, int tok, size_t *len) 
   *len = 0;
   if (tok < 0 || tok >= t->vocab)
     return "";
+  if (t->bpe)
+    return bpe_piece(t->bpe, tok, len);
   if (t->bytes) {
     if (tok > 255)
       return "";

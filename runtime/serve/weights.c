@@ -1,10 +1,10 @@
 /* weights.c - vx-serve's model loaders: llama2.c checkpoints, single-file safetensors with
  * the config in their metadata, and synthetic models with seeded random weights. Sits under
- * runtime/serve/ below engine.c; produces a `model` (model.h). Files are memory-mapped and
+ * runtime/serve/ below engine.c; produces a `model` (model.h); Hugging Face folders are
+ * hf.c's, reached from model_load here. Files are memory-mapped and
  * f32 tensors used in place; f16/bf16 tensors (and f32 ones at an unaligned offset) are
  * converted once at load. Treats every file as hostile: sizes and offsets are checked before
  * any read, and a bad file gives a message naming it, never a crash. Never prints. */
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -15,10 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "model.h"
+#include "loader.h"
 #include "util.h"
 
-static float *own(model *m, size_t n) {
+float *loader_own(model *m, size_t n) {
   if (m->nowned == m->cap_owned) {
     int cap = m->cap_owned ? 2 * m->cap_owned : 32;
     float **p = realloc(m->owned, (size_t)cap * sizeof *p);
@@ -33,7 +33,7 @@ static float *own(model *m, size_t n) {
   return a;
 }
 
-static int map_file(model *m, const char *path, char *err) {
+int loader_map(const char *path, model_map *out, char *err) {
   int fd = open(path, O_RDONLY);
   if (fd < 0)
     return serve_errf(err, "cannot open model file '%s': %s", path, strerror(errno));
@@ -50,12 +50,22 @@ static int map_file(model *m, const char *path, char *err) {
   close(fd);
   if (p == MAP_FAILED)
     return serve_errf(err, "cannot map model file '%s': %s", path, strerror(errno));
-  m->map = p;
-  m->map_len = (size_t)sb.st_size;
+  *out = (model_map){p, (size_t)sb.st_size};
   return 0;
 }
 
-static int check_config(const model_config *c, const char *path, char *err) {
+int loader_keep_map(model *m, model_map mp, char *err) {
+  model_map *a = realloc(m->maps, (size_t)(m->nmaps + 1) * sizeof *a);
+  if (!a) {
+    munmap(mp.p, mp.len);
+    return serve_errf(err, "out of memory");
+  }
+  m->maps = a;
+  m->maps[m->nmaps++] = mp;
+  return 0;
+}
+
+int loader_check_config(const model_config *c, const char *path, char *err) {
   if (c->dim <= 0 || c->hidden <= 0 || c->layers <= 0 || c->heads <= 0 || c->kv_heads <= 0 ||
       c->head_dim <= 0 || c->vocab <= 0 || c->ctx <= 0 || c->heads % c->kv_heads != 0 ||
       c->head_dim % 2 != 0 || c->dim > (1 << 16) || c->hidden > (1 << 18) || c->layers > 1024 ||
@@ -69,20 +79,36 @@ static int check_config(const model_config *c, const char *path, char *err) {
   return 0;
 }
 
+/* Llama 3.1's scaling of one RoPE frequency (config.json rope_scaling, rope_type "llama3"):
+ * long wavelengths slowed by the factor, short ones kept, a smooth blend between. */
+static float rope_scale(const model_config *c, float freq) {
+  float wavelen = 2.0f * 3.14159265358979f / freq;
+  float lo_wl = (float)c->rope_orig_ctx / c->rope_low, hi_wl = (float)c->rope_orig_ctx / c->rope_high;
+  if (wavelen < hi_wl)
+    return freq;
+  if (wavelen > lo_wl)
+    return freq / c->rope_factor;
+  float smooth = ((float)c->rope_orig_ctx / wavelen - c->rope_low) / (c->rope_high - c->rope_low);
+  return (1.0f - smooth) * freq / c->rope_factor + smooth * freq;
+}
+
 static int make_rope(model *m, char *err) {
   const model_config *c = &m->cfg;
   int half = c->head_dim / 2;
-  float *cs = own(m, (size_t)c->ctx * half), *sn = own(m, (size_t)c->ctx * half);
+  float *cs = loader_own(m, (size_t)c->ctx * half), *sn = loader_own(m, (size_t)c->ctx * half);
   if (!cs || !sn)
     return serve_errf(err, "out of memory for the RoPE tables");
-  for (int p = 0; p < c->ctx; p++)
-    for (int i = 0; i < half; i++) {
-      /* llama2.c's float arithmetic, so its checkpoints reproduce its outputs */
-      float freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_dim);
+  for (int i = 0; i < half; i++) {
+    /* llama2.c's float arithmetic, so its checkpoints reproduce its outputs */
+    float freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_dim);
+    if (c->rope_factor > 0)
+      freq = rope_scale(c, freq);
+    for (int p = 0; p < c->ctx; p++) {
       float a = (float)p * freq;
       cs[(size_t)p * half + i] = cosf(a);
       sn[(size_t)p * half + i] = sinf(a);
     }
+  }
   m->rope_cos = cs;
   m->rope_sin = sn;
   return 0;
@@ -97,11 +123,12 @@ double model_matrix_params(const model_config *c) {
 /* ------------------------------------------------------------------ llama2.c */
 
 static int load_llama2c(model *m, const char *path, char *err) {
-  if (m->map_len < 28)
+  const model_map *mp = &m->maps[0];
+  if (mp->len < 28)
     return serve_errf(err, "model file '%s' is truncated: %zu bytes, a llama2.c header needs 28", path,
-                m->map_len);
+                mp->len);
   int32_t h[7];
-  memcpy(h, m->map, sizeof h);
+  memcpy(h, mp->p, sizeof h);
   model_config *c = &m->cfg;
   int shared = h[5] > 0;
   *c = (model_config){.dim = h[0], .hidden = h[1], .layers = h[2], .heads = h[3],
@@ -114,18 +141,18 @@ static int load_llama2c(model *m, const char *path, char *err) {
   if (c->heads > 0 && c->dim % c->heads != 0)
     return serve_errf(err, "model file '%s': dim %d is not a multiple of n_heads %d (not a llama2.c "
                 "checkpoint?)", path, c->dim, c->heads);
-  if (check_config(c, path, err))
+  if (loader_check_config(c, path, err))
     return -1;
   size_t d = (size_t)c->dim, L = (size_t)c->layers, hd = (size_t)c->hidden;
   size_t kvd = (size_t)c->kv_heads * c->head_dim, V = (size_t)c->vocab;
   size_t need = V * d + L * d + L * d * d + 2 * L * d * kvd + L * d * d + L * d + 3 * L * d * hd +
                 d + (size_t)c->ctx * c->head_dim + (shared ? 0 : V * d);
-  size_t have = (m->map_len - 28) / sizeof(float);
+  size_t have = (mp->len - 28) / sizeof(float);
   if (have < need)
     return serve_errf(err, "model file '%s' is truncated: %zu bytes, the llama2.c header (dim %d, "
-                "layers %d, vocab %d, context %d) needs %zu", path, m->map_len, c->dim, c->layers,
+                "layers %d, vocab %d, context %d) needs %zu", path, mp->len, c->dim, c->layers,
                 c->vocab, c->ctx, 28 + need * sizeof(float));
-  const float *p = (const float *)((const char *)m->map + 28);
+  const float *p = (const float *)((const char *)mp->p + 28);
   m->layer = calloc(L, sizeof *m->layer);
   if (!m->layer)
     return serve_errf(err, "out of memory");
@@ -181,15 +208,8 @@ static float half_to_float(uint16_t h) {
   return x;
 }
 
-typedef struct st_file {
-  cJSON *hdr;
-  const unsigned char *data;
-  size_t data_len;
-  const char *path;
-} st_file;
-
 /* The tensor `name` as f32 with exactly `n` elements (shape checked against dims). */
-static const float *st_tensor(model *m, st_file *f, const char *name, int d0, int d1, char *err) {
+const float *st_tensor(model *m, st_file *f, const char *name, int d0, int d1, char *err) {
   cJSON *t = cJSON_GetObjectItemCaseSensitive(f->hdr, name);
   if (!cJSON_IsObject(t)) {
     serve_errf(err, "model file '%s' has no tensor '%s'", f->path, name);
@@ -228,9 +248,11 @@ static const float *st_tensor(model *m, st_file *f, const char *name, int d0, in
     return NULL;
   }
   const unsigned char *src = f->data + (size_t)b;
-  if (es == 4 && ((uintptr_t)src & 3) == 0)
+  if (es == 4 && ((uintptr_t)src & 3) == 0) {
+    f->in_place++;
     return (const float *)src;
-  float *dst = own(m, n);
+  }
+  float *dst = loader_own(m, n);
   if (!dst) {
     serve_errf(err, "out of memory converting tensor '%s'", name);
     return NULL;
@@ -263,24 +285,37 @@ static int json_int(cJSON *o, const char *key, int *out, int dflt) {
   return 0;
 }
 
-static int load_safetensors(model *m, const char *path, char *err) {
-  if (m->map_len < 8)
+int st_open(st_file *f, const model_map *mp, const char *path, char *err) {
+  memset(f, 0, sizeof *f);
+  if (mp->len < 8)
     return serve_errf(err, "model file '%s' is truncated: %zu bytes (a safetensors file starts with "
-                "an 8-byte header length)", path, m->map_len);
+                "an 8-byte header length)", path, mp->len);
   uint64_t hl = 0;
   for (int i = 7; i >= 0; i--)
-    hl = hl << 8 | ((const unsigned char *)m->map)[i];
-  if (hl < 2 || hl > m->map_len - 8)
+    hl = hl << 8 | ((const unsigned char *)mp->p)[i];
+  if (hl < 2 || hl > mp->len - 8)
     return serve_errf(err, "model file '%s' is truncated or not safetensors: header length %llu, file "
-                "%zu bytes", path, (unsigned long long)hl, m->map_len);
-  st_file f = {.hdr = cJSON_ParseWithLength((const char *)m->map + 8, (size_t)hl),
-               .data = (const unsigned char *)m->map + 8 + hl,
-               .data_len = m->map_len - 8 - (size_t)hl, .path = path};
-  if (!cJSON_IsObject(f.hdr)) {
-    cJSON_Delete(f.hdr);
+                "%zu bytes", path, (unsigned long long)hl, mp->len);
+  *f = (st_file){.hdr = cJSON_ParseWithLength((const char *)mp->p + 8, (size_t)hl),
+                 .data = (const unsigned char *)mp->p + 8 + hl,
+                 .data_len = mp->len - 8 - (size_t)hl, .path = path};
+  if (!cJSON_IsObject(f->hdr)) {
+    st_close(f);
     return serve_errf(err, "model file '%s' is corrupt: its safetensors header is not a JSON object",
                 path);
   }
+  return 0;
+}
+
+void st_close(st_file *f) {
+  cJSON_Delete(f->hdr);
+  f->hdr = NULL;
+}
+
+static int load_safetensors(model *m, const char *path, char *err) {
+  st_file f;
+  if (st_open(&f, &m->maps[0], path, err) != 0)
+    return -1;
   int rc = -1;
   cJSON *meta = cJSON_GetObjectItemCaseSensitive(f.hdr, "__metadata__");
   cJSON *cfgs = meta ? cJSON_GetObjectItemCaseSensitive(meta, "config") : NULL;
@@ -288,7 +323,7 @@ static int load_safetensors(model *m, const char *path, char *err) {
   model_config *c = &m->cfg;
   if (!cJSON_IsObject(cfg)) {
     serve_errf(err, "model file '%s' has no config in its metadata (__metadata__.config, a JSON "
-         "string, expected; Hugging Face folders with config.json are not supported yet)", path);
+         "string, expected; a Hugging Face model is given as its folder)", path);
     goto out;
   }
   *c = (model_config){.norm_eps = 1e-5f, .rope_half = 1, .bos = 256, .eos = -1};
@@ -312,7 +347,7 @@ static int load_safetensors(model *m, const char *path, char *err) {
          c->vocab);
     goto out;
   }
-  if (check_config(c, path, err))
+  if (loader_check_config(c, path, err))
     goto out;
   int d = c->dim, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
   m->layer = calloc((size_t)c->layers, sizeof *m->layer);
@@ -349,14 +384,14 @@ static int load_safetensors(model *m, const char *path, char *err) {
   rc = 0;
 out:
   cJSON_Delete(cfg);
-  cJSON_Delete(f.hdr);
+  st_close(&f);
   return rc;
 }
 
 /* ------------------------------------------------------------------ synthetic */
 
 static float *random_tensor(model *m, size_t n, float scale, uint64_t *s) {
-  float *a = own(m, n);
+  float *a = loader_own(m, n);
   if (a)
     for (size_t i = 0; i < n; i++) /* uniform in [-scale, scale) */
       a[i] = scale * (float)(2.0 * serve_rand_unit(s) - 1.0);
@@ -364,7 +399,7 @@ static float *random_tensor(model *m, size_t n, float scale, uint64_t *s) {
 }
 
 static float *ones(model *m, size_t n) {
-  float *a = own(m, n);
+  float *a = loader_own(m, n);
   if (a)
     for (size_t i = 0; i < n; i++)
       a[i] = 1.0f;
@@ -415,7 +450,7 @@ static int load_synthetic(model *m, const char *spec, uint64_t seed, char *err) 
   c->eos = -1;
   snprintf(c->arch, sizeof c->arch, "synthetic:%.*s", (int)(nl < 20 ? nl : 20), name);
   snprintf(c->tokenizer, sizeof c->tokenizer, "bytes");
-  if (check_config(c, spec, err))
+  if (loader_check_config(c, spec, err))
     return -1;
   uint64_t s = seed;
   size_t d = (size_t)c->dim, qd = (size_t)c->heads * c->head_dim;
@@ -444,22 +479,30 @@ static int load_synthetic(model *m, const char *spec, uint64_t seed, char *err) 
 
 /* ------------------------------------------------------------------ entry */
 
+static int is_dir(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
 int model_load(const char *path, uint64_t seed, model **out, char *err) {
   *out = NULL;
   model *m = calloc(1, sizeof *m);
   if (!m)
     return serve_errf(err, "out of memory");
   int rc;
+  model_map mp;
   if (!strncmp(path, "synthetic:", 10)) {
     rc = load_synthetic(m, path, seed, err);
-  } else if ((rc = map_file(m, path, err)) == 0) {
+  } else if (is_dir(path)) {
+    rc = hf_load(m, path, err);
+  } else if ((rc = loader_map(path, &mp, err)) == 0 && (rc = loader_keep_map(m, mp, err)) == 0) {
     if (serve_ends_with(path, ".safetensors"))
       rc = load_safetensors(m, path, err);
     else if (serve_ends_with(path, ".bin"))
       rc = load_llama2c(m, path, err);
     else
-      rc = serve_errf(err, "model file '%s': unknown format (expected a llama2.c .bin checkpoint or a "
-                ".safetensors file)", path);
+      rc = serve_errf(err, "model file '%s': unknown format (expected a llama2.c .bin checkpoint, a "
+                ".safetensors file or a Hugging Face model folder)", path);
   }
   if (rc == 0)
     rc = make_rope(m, err);
@@ -478,7 +521,8 @@ void model_free(model *m) {
     free(m->owned[i]);
   free(m->owned);
   free(m->layer);
-  if (m->map)
-    munmap(m->map, m->map_len);
+  for (int i = 0; i < m->nmaps; i++)
+    munmap(m->maps[i].p, m->maps[i].len);
+  free(m->maps);
   free(m);
 }
