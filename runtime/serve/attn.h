@@ -12,11 +12,13 @@
 #include "model.h"
 
 typedef struct serve_attn serve_attn;
+struct vxrt_policy;
 
 /* One row of a decode batch. */
 typedef struct attn_row {
   int row;
-  int sparse;  /* 1: the policy on layers not kept dense; 0: dense attention everywhere */
+  int sparse;  /* k >= 1: policy k - 1 (attn_add_policy; 1 is the one the backend was created
+                * with) on layers not kept dense; 0: dense attention everywhere */
   int measure; /* 1 (sparse rows): also attend densely and report error and mass kept */
 } attn_row;
 
@@ -28,7 +30,8 @@ typedef struct serve_attn_ops {
   int (*append)(serve_attn *a, int row, int layer, const float *k, const float *v, int n);
   /* tokens [0, n) of `layer` back as f32, same layout (for dense prefill attention). */
   int (*read)(serve_attn *a, int row, int layer, int n, float *k, float *v);
-  /* The prompt is in every layer: summarise it for the policies the row will use. */
+  /* The prompt is in every layer: summarise it for the policies the row will use (sparse as
+   * in attn_row). */
   int (*prefill)(serve_attn *a, int row, int sparse);
   /* Bracket one decode step over all layers (a batched backend sets its rows and uploads
    * page tables in begin, advances lengths in end); NULL when not needed (the CPU). */
@@ -42,6 +45,11 @@ typedef struct serve_attn_ops {
   int (*decode)(serve_attn *a, int layer, int nrows, const attn_row *rows, const float *k,
                 const float *v, const float *q, float *out, float *err, float *mass);
   void (*destroy)(serve_attn *a);
+  /* The KV page pool: pages owned by rows and pages in all (NULL when not known). */
+  int (*pages)(serve_attn *a, int *used, int *total);
+  /* Adds another policy (the same artifact with other parameter values, say) beside the
+   * cache: rows with sparse = *index use it. NULL when the backend has one policy only. */
+  int (*add_policy)(serve_attn *a, struct vxrt_policy *policy, int *index);
 } serve_attn_ops;
 
 struct serve_attn {
@@ -54,6 +62,7 @@ typedef struct attn_config {
   int page_size;
   int kv_dtype;              /* a vxrt_dtype */
   int max_rows;              /* rows open at once */
+  int max_pages;             /* pages in the pool; 0: enough for max_rows full rows */
   int max_row_tokens;        /* the model's context */
   const uint8_t *dense_layer;/* [layers]: 1 where the policy is not used */
 } attn_config;
@@ -61,7 +70,6 @@ typedef struct attn_config {
 /* The CPU backend over libvxrt. `policy` and `dense` are vxrt_policy handles loaded on the
  * CPU device (policy may be NULL: dense rows only); they must outlive the backend. */
 struct vxrt_device;
-struct vxrt_policy;
 int attn_cpu_create(struct vxrt_device *dev, struct vxrt_policy *policy, struct vxrt_policy *dense,
                     const model_config *c, const attn_config *ac, serve_attn **out, char *err);
 

@@ -13,10 +13,13 @@
 #include "attn.h"
 #include "vxrt.h"
 
+enum { ATTN_CPU_MAX_POLICIES = 16 };
+
 typedef struct attn_cpu {
   serve_attn base;
   vxrt_cache *cache;
-  vxrt_state *pol, *dense;
+  vxrt_state *pol[ATTN_CPU_MAX_POLICIES], *dense; /* pol[k - 1]: rows with sparse = k */
+  int npol;
   int layers, kvh, G, D;
   uint8_t *dense_layer;
   float *ref, *lse, *lse_ref; /* one row's dense reference: [kvh][G][D], [kvh][G] x2 */
@@ -61,8 +64,8 @@ static int cpu_prefill(serve_attn *a, int row, int sparse) {
   attn_cpu *c = (attn_cpu *)a;
   for (int l = 0; l < c->layers; l++) {
     VX(vxrt_prefill(c->dense, row, l), "vxrt_prefill (dense)");
-    if (sparse && c->pol && !c->dense_layer[l])
-      VX(vxrt_prefill(c->pol, row, l), "vxrt_prefill (policy)");
+    if (sparse > 0 && sparse <= c->npol && !c->dense_layer[l])
+      VX(vxrt_prefill(c->pol[sparse - 1], row, l), "vxrt_prefill (policy)");
   }
   return 0;
 }
@@ -73,7 +76,9 @@ static int cpu_decode(serve_attn *a, int layer, int nrows, const attn_row *rows,
   size_t kvd = (size_t)c->kvh * c->D, qd = kvd * c->G;
   for (int i = 0; i < nrows; i++) {
     int r = rows[i].row;
-    int use_pol = rows[i].sparse && c->pol && !c->dense_layer[layer];
+    int pk = rows[i].sparse;
+    vxrt_state *pol = pk > 0 && pk <= c->npol && !c->dense_layer[layer] ? c->pol[pk - 1] : NULL;
+    int use_pol = pol != NULL;
     const float *qi = q + i * qd;
     float *oi = out + i * qd;
     int64_t len;
@@ -81,9 +86,9 @@ static int cpu_decode(serve_attn *a, int layer, int nrows, const attn_row *rows,
     VX(vxrt_row_length(c->cache, r, layer, &len), "vxrt_row_length");
     VX(vxrt_summarise(c->dense, r, layer, len - 1), "vxrt_summarise (dense)");
     if (use_pol) {
-      VX(vxrt_summarise(c->pol, r, layer, len - 1), "vxrt_summarise (policy)");
-      VX(vxrt_select(c->pol, r, layer, qi, NULL), "vxrt_select (policy)");
-      VX(vxrt_attend(c->pol, r, layer, qi, oi, c->lse), "vxrt_attend (policy)");
+      VX(vxrt_summarise(pol, r, layer, len - 1), "vxrt_summarise (policy)");
+      VX(vxrt_select(pol, r, layer, qi, NULL), "vxrt_select (policy)");
+      VX(vxrt_attend(pol, r, layer, qi, oi, c->lse), "vxrt_attend (policy)");
     } else {
       VX(vxrt_select(c->dense, r, layer, qi, NULL), "vxrt_select (dense)");
       VX(vxrt_attend(c->dense, r, layer, qi, oi, c->lse), "vxrt_attend (dense)");
@@ -127,7 +132,8 @@ static void cpu_destroy(serve_attn *a) {
   attn_cpu *c = (attn_cpu *)a;
   if (!c)
     return;
-  vxrt_state_free(c->pol);
+  for (int k = 0; k < c->npol; k++)
+    vxrt_state_free(c->pol[k]);
   vxrt_state_free(c->dense);
   vxrt_cache_free(c->cache);
   free(c->dense_layer);
@@ -135,6 +141,26 @@ static void cpu_destroy(serve_attn *a) {
   free(c->lse);
   free(c->lse_ref);
   free(c);
+}
+
+static int cpu_pages(serve_attn *a, int *used, int *total) {
+  attn_cpu *c = (attn_cpu *)a;
+  vxrt_cache_info ci;
+  VX(vxrt_cache_get_info(c->cache, &ci), "vxrt_cache_get_info");
+  *total = ci.desc.max_pages;
+  *used = ci.desc.max_pages - ci.free_pages;
+  return 0;
+}
+
+static int cpu_add_policy(serve_attn *a, vxrt_policy *policy, int *index) {
+  attn_cpu *c = (attn_cpu *)a;
+  if (c->npol == ATTN_CPU_MAX_POLICIES) {
+    snprintf(a->err, sizeof a->err, "at most %d policies beside one cache", ATTN_CPU_MAX_POLICIES);
+    return -1;
+  }
+  VX(vxrt_state_create(policy, c->cache, c->G, &c->pol[c->npol]), "vxrt_state_create (policy)");
+  *index = ++c->npol;
+  return 0;
 }
 
 static const serve_attn_ops cpu_ops = {.name = "cpu (libvxrt)",
@@ -146,7 +172,9 @@ static const serve_attn_ops cpu_ops = {.name = "cpu (libvxrt)",
                                        .step_begin = NULL,
                                        .step_end = NULL,
                                        .decode = cpu_decode,
-                                       .destroy = cpu_destroy};
+                                       .destroy = cpu_destroy,
+                                       .pages = cpu_pages,
+                                       .add_policy = cpu_add_policy};
 
 int attn_cpu_create(vxrt_device *dev, vxrt_policy *policy, vxrt_policy *dense,
                     const model_config *mc, const attn_config *ac, serve_attn **out, char *err) {
@@ -174,7 +202,7 @@ int attn_cpu_create(vxrt_device *dev, vxrt_policy *policy, vxrt_policy *dense,
   int row_pages = (ac->max_row_tokens + ac->page_size - 1) / ac->page_size;
   vxrt_cache_desc cd = {.layers = mc->layers, .kv_heads = mc->kv_heads, .head_dim = mc->head_dim,
                         .page_size = ac->page_size, .kv_dtype = (vxrt_dtype)ac->kv_dtype,
-                        .max_pages = row_pages * ac->max_rows, .max_rows = ac->max_rows,
+                        .max_pages = ac->max_pages > 0 ? ac->max_pages : row_pages * ac->max_rows, .max_rows = ac->max_rows,
                         .max_row_pages = row_pages};
   vxrt_status s;
   const char *what = "vxrt_cache_create";
@@ -182,7 +210,7 @@ int attn_cpu_create(vxrt_device *dev, vxrt_policy *policy, vxrt_policy *dense,
       (what = "vxrt_state_create (dense policy)",
        (s = vxrt_state_create(dense, c->cache, c->G, &c->dense)) != VXRT_OK) ||
       (what = "vxrt_state_create (policy)",
-       policy && (s = vxrt_state_create(policy, c->cache, c->G, &c->pol)) != VXRT_OK)) {
+       policy && (s = vxrt_state_create(policy, c->cache, c->G, &c->pol[c->npol++])) != VXRT_OK)) {
     snprintf(err, MODEL_ERR_LEN, "%s: %s: %s (model: %d KV heads, G = %d, D = %d; P = %d)", what,
              vxrt_status_name(s), vxrt_last_error(), mc->kv_heads, c->G, mc->head_dim,
              ac->page_size);

@@ -123,21 +123,28 @@ int engine_submit(serve_engine *e, engine_request *r, char *err) {
   return 0;
 }
 
+/* log p(tok) under the softmax of logits[vocab]. */
+static double log_prob(const float *logits, int vocab, int tok) {
+  double mx = logits[sample_argmax(logits, vocab)], sum = 0;
+  for (int i = 0; i < vocab; i++)
+    sum += exp((double)logits[i] - mx);
+  return logits[tok] - mx - log(sum);
+}
+
 /* The next token of r from its logits: sampled, or the forced one (teacher forcing, whose
  * negative log-likelihood is accumulated for perplexity). */
 static void emit(engine_request *r, const float *logits, int vocab) {
   int tok;
   if (r->force && r->nout < r->nforce) {
     tok = r->force[r->nout];
-    double mx = logits[sample_argmax(logits, vocab)], sum = 0;
-    for (int i = 0; i < vocab; i++)
-      sum += exp((double)logits[i] - mx);
-    r->nll += mx + log(sum) - logits[tok];
+    r->nll -= log_prob(logits, vocab, tok);
     r->nnll++;
     r->agree += sample_argmax(logits, vocab) == tok;
   } else {
     tok = sampler_next(&r->smp, logits);
   }
+  if (r->logprob)
+    r->logprob[r->nout] = (float)log_prob(logits, vocab, tok);
   for (int i = 0; i < r->nstop; i++)
     if (tok == r->stop[i]) {
       r->done = r->stopped = 1;
@@ -310,6 +317,19 @@ int engine_step(serve_engine *e, char *err) {
   for (engine_request *r = e->head; r; r = r->next)
     left++;
   return left;
+}
+
+int engine_cancel(serve_engine *e, engine_request *r, char *err) {
+  unqueue(e, r);
+  for (int i = 0; i < e->nactive; i++)
+    if (e->active[i] == r) {
+      ATTN(row_close(e->attn, r->row));
+      r->row = -1;
+      memmove(e->active + i, e->active + i + 1, (size_t)(--e->nactive - i) * sizeof *e->active);
+      break;
+    }
+  r->done = 1;
+  return 0;
 }
 
 int engine_run(serve_engine *e, char *err) {

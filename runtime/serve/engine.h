@@ -25,7 +25,8 @@ typedef struct engine_request {
   sample_opts sample;
   const int *stop;     /* tokens that end the generation (not included in out) */
   int nstop;
-  int sparse;          /* use the policy (1) or dense attention everywhere (0) */
+  int sparse;          /* use the policy (1; k: the backend's policy k - 1, attn.h) or dense
+                        * attention everywhere (0) */
   int measure;         /* fill acc (sparse requests) */
   struct engine_request *twin; /* same prompt: prefill once, copy the K/V (may be NULL) */
   const int *force;    /* teacher forcing: the first nforce tokens are these, not sampled */
@@ -35,6 +36,8 @@ typedef struct engine_request {
   void (*on_measure)(void *user, const struct engine_request *r, int layer, const float *err,
                      const float *mass);
   void *user;
+  float *logprob;      /* when not NULL: [max_new] (as given) gets each generated token's log
+                        * probability under the model (log-softmax of the logits) */
   /* out */
   int *out;            /* [max_new] generated tokens, malloc'd by the engine */
   int nout;
@@ -67,6 +70,9 @@ int engine_submit(serve_engine *e, engine_request *r, char *err);
 /* Admits queued requests into free slots (prefilling them), then advances every active
  * request one token. Returns the number of requests not yet done, or -1 on error. */
 int engine_step(serve_engine *e, char *err);
+/* Stops r at once, queued or decoding: it leaves the queue or the batch and its cache row
+ * (its pages) returns to the pool. Sets done (not stopped); nothing else of r changes. */
+int engine_cancel(serve_engine *e, engine_request *r, char *err);
 /* engine_step until every request is done. */
 int engine_run(serve_engine *e, char *err);
 const engine_stats *engine_get_stats(const serve_engine *e);

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "serve.h"
 #include "util.h"
 
@@ -588,6 +589,7 @@ static void usage(FILE *f) {
              "  generate   prompt in, text and tokens/s out (vx-serve generate --help)\n"
              "  eval       a policy against dense attention on retrieval prompts, JSON out\n"
              "             (vx-serve eval --help)\n"
+             "  serve      an OpenAI-compatible HTTP server (vx-serve serve --help)\n"
              "Reference: docs/serving.md\n");
 }
 
@@ -600,6 +602,8 @@ int main(int argc, char **argv) {
     return cmd_generate(argc, argv);
   if (!strcmp(argv[1], "eval"))
     return serve_eval(argc, argv);
+  if (!strcmp(argv[1], "serve"))
+    return http_serve_main(argc, argv);
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage(stdout);
     return 0;
