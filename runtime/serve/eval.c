@@ -3,7 +3,8 @@
  * Reports accuracy per task for both, greedy token agreement with dense, and per layer and KV
  * head the relative error of the attention output against dense and the attention mass the
  * selection kept (mean and worst), as one JSON object on stdout; progress on stderr.
- * `--sweep NAME=V1,V2,...` repeats the policy side for each value. Sits under
+ * `--sweep NAME=V1,V2,...` repeats the policy side for each value and plots accuracy against
+ * it (gnuplot, run as a program). Sits under
  * runtime/serve/ beside main.c; the fixtures file is hostile input (checked, never trusted). */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "serve.h"
 #include "util.h"
@@ -162,8 +164,8 @@ static char *gen_filler(const fixture *fx, int n, size_t *len) {
 }
 
 /* per_task passkey and key-value prompts of ctx - 9 bytes (the fixtures' lengths: BOS and
- * the answer fit the context) in the fixtures' format: filler lines from a seeded start,
- * needles inserted at line starts at seeded depths, the question last. */
+ * the answer fit the context) in the fixtures' format: filler from a seeded byte, needles
+ * inserted at the next line start after seeded uniform depths, the question last. */
 static int gen_fixtures(const fixture *src, int nsrc, int per_task, int ctx, uint64_t seed,
                         fixture **out, int *nout) {
   size_t flen;
@@ -209,10 +211,10 @@ static int gen_fixtures(const fixture *src, int nsrc, int per_task, int ctx, uin
     f->prompt = malloc((size_t)L + 1);
     if (!f->prompt)
       goto fail;
-    /* filler from a line start, wrapping around; then the needles at line starts */
+    /* as the fixtures: filler from any byte (mid-line), wrapping around; each needle at
+     * the first line start at or after its depth (so never before the first newline, never
+     * right after BOS), or at the end of the filler when no line starts after it */
     size_t at = (size_t)gen_range(&s, 0, (int)flen - 1);
-    while (at > 0 && filler[at - 1] != '\n')
-      at--;
     char *tmp = malloc(fill + 1);
     if (!tmp)
       goto fail;
@@ -221,8 +223,8 @@ static int gen_fixtures(const fixture *src, int nsrc, int per_task, int ctx, uin
     size_t pos[8];
     for (int k = 0; k < nk; k++) {
       size_t p = (size_t)(serve_rand_unit(&s) * (double)fill);
-      while (p > 0 && tmp[p - 1] != '\n')
-        p--;
+      while (p < fill && (p == 0 || tmp[p - 1] != '\n'))
+        p++;
       pos[k] = p;
     }
     for (int a = 1; a < nk; a++) /* insertion order: by position */
@@ -388,6 +390,51 @@ static cJSON *out_text(const engine_request *r) {
   return s;
 }
 
+/* The sweep's accuracy against the swept parameter as a PNG, drawn by gnuplot (run as a
+ * program; Debian's gnuplot-nox). The table and the JSON do not depend on it: without gnuplot
+ * this says so and returns 0. Returns -1 when gnuplot ran and failed. */
+static int sweep_plot(const char *png, const char *name, const char *policy, const double *val,
+                      cJSON *runs, const cJSON *dense) {
+  if (strchr(png, '\'') || strchr(png, '\n')) {
+    fprintf(stderr, "vx-serve eval: --plot '%s': the path may not hold a quote or a newline\n", png);
+    return -1;
+  }
+  FILE *g = popen("gnuplot 2>&1", "w");
+  if (!g) {
+    fprintf(stderr, "vx-serve eval: cannot run gnuplot: %s; no plot written\n", strerror(errno));
+    return 0;
+  }
+  int logx = 1;
+  for (int k = 0; k < cJSON_GetArraySize(runs); k++)
+    logx &= val[k] > 0;
+  fprintf(g, "set terminal pngcairo size 800,500\nset output '%s'\n"
+             "set title \"%s: retrieval accuracy against %s (dense: %.3f)\" noenhanced\n"
+             "set xlabel '%s' noenhanced\nset ylabel 'accuracy'\nset yrange [0:1.05]\n"
+             "set key bottom right\nset grid\n%s\n$d << EOD\n",
+          png, policy, name, json_num(dense, "all"), name, logx ? "set logscale x 2" : "");
+  for (int k = 0; k < cJSON_GetArraySize(runs); k++) {
+    const cJSON *ac = cJSON_GetObjectItem(cJSON_GetArrayItem(runs, k), "accuracy");
+    fprintf(g, "%.17g %.6f %.6f %.6f\n", val[k], json_num(ac, "passkey"), json_num(ac, "kv"),
+            json_num(ac, "all"));
+  }
+  fprintf(g, "EOD\nplot $d using 1:2 with linespoints title 'passkey', "
+             "$d using 1:3 with linespoints title 'key-value', "
+             "$d using 1:4 with linespoints lw 2 title 'all', "
+             "%.6f with lines dashtype 2 title 'dense (all)'\n", json_num(dense, "all"));
+  int st = pclose(g);
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 127) {
+    fprintf(stderr, "vx-serve eval: gnuplot not found (apt-get install gnuplot-nox): no plot "
+            "written; the table and the JSON are complete\n");
+    return 0;
+  }
+  if (st != 0) {
+    fprintf(stderr, "vx-serve eval: gnuplot failed writing '%s' (its messages are above)\n", png);
+    return -1;
+  }
+  fprintf(stderr, "plot: %s\n", png);
+  return 0;
+}
+
 static void eval_usage(FILE *f) {
   fprintf(f,
           "usage: vx-serve eval --model PATH --policy P [options]\n"
@@ -397,6 +444,8 @@ static void eval_usage(FILE *f) {
           "  --max-ctx N         only the prompts whose ctx field is at most N (bytes)\n"
           "  -n N                tokens generated per prompt, greedy (default 8)\n"
           "  --sweep NAME=V1,V2  run the policy once per value of its parameter NAME\n"
+          "  --plot PATH         the sweep's accuracy plot, PNG by gnuplot (default\n"
+          "                      sweep-POLICY-NAME.png; none: no plot)\n"
           "  --generate N        instead of the fixtures: N passkey and N key-value prompts made\n"
           "                      here (seeded by --seed) from the fixtures' filler lines\n"
           "  --gen-bytes N       their length as the fixtures' ctx field (default 4096)\n"
@@ -413,7 +462,7 @@ int serve_eval(int argc, char **argv) {
   serve_ctx x;
   memset(&x, 0, sizeof x);
   serve_opts_defaults(&x.o);
-  const char *fixtures = NULL, *sweep = NULL, *trace = NULL, *dump = NULL;
+  const char *fixtures = NULL, *sweep = NULL, *trace = NULL, *dump = NULL, *plot = NULL;
   long limit = 0, n_new = 8, max_ctx = 0, gen_n = 0, gen_ctx = 4096, ppl_bytes = 0;
   int *ppl_tok = NULL, ppl_n = 0;
   engine_request ppl[2];
@@ -450,6 +499,8 @@ int serve_eval(int argc, char **argv) {
       }
     } else if (!strcmp(a, "--sweep") && has_v) {
       sweep = argv[++i];
+    } else if (!strcmp(a, "--plot") && has_v) {
+      plot = argv[++i];
     } else if (!strcmp(a, "--generate") && has_v) {
       gen_n = strtol(argv[++i], &end, 10);
       if (*end || gen_n < 1 || gen_n > 100000) {
@@ -808,6 +859,15 @@ int serve_eval(int argc, char **argv) {
               json_num(at, "mean_rel_err"), json_num(at, "mean_mass"));
     }
   }
+  char png[256];
+  if (nsweep && !plot) {
+    snprintf(png, sizeof png, "sweep-%s-%s.png", x.policy_name, sweep_name);
+    plot = png;
+  }
+  if (nsweep && strcmp(plot, "none") &&
+      sweep_plot(plot, sweep_name, x.policy_name, sweep_val, runs,
+                 cJSON_GetObjectItem(root, "dense")) != 0)
+    goto out;
   cJSON_AddItemToObject(root, "runs", runs);
   runs = NULL;
   const engine_stats *st = engine_get_stats(x.eng);

@@ -86,7 +86,8 @@ tiny_generate)
   need vx-tiny-4k.safetensors vx-tiny-4k.retrieval.jsonl
   "$serve" eval --model "$models/vx-tiny-4k.safetensors" --policy quest --sweep budget=64,1024 \
     --generate 2 --gen-bytes 512 --perplexity 200 --trace "$work/trace.jsonl" -n 6 \
-    >"$work/gen.json" 2>"$work/gen.err" || { cat "$work/gen.err"; fail "eval --generate failed"; }
+    --plot "$work/sweep.png" >"$work/gen.json" 2>"$work/gen.err" ||
+    { cat "$work/gen.err"; fail "eval --generate failed"; }
   cat "$work/gen.err"
   json=$work/gen.json
   [ "$(grep -c '"budget":' "$json")" -eq 2 ] || fail "two sweep runs expected"
@@ -95,6 +96,11 @@ tiny_generate)
   [ "${correct[2]:-}" = 4 ] || fail "quest at budget 1024 covers 512-byte prompts (got ${correct[2]:-?})"
   grep -q '"perplexity":' "$json" || fail "no perplexity"
   grep -q '"rel_err":\[' "$work/trace.jsonl" || fail "empty trace"
+  if command -v gnuplot >/dev/null; then # the sweep's plot: a PNG file, else the reason why not
+    [ "$(head -c 4 "$work/sweep.png" | od -An -c | tr -d ' ')" = "211PNG" ] || fail "no PNG plot"
+  else
+    grep -q "gnuplot not found" "$work/gen.err" || fail "no word on the missing gnuplot"
+  fi
   ;;
 bad_input)
   need stories260K.bin tok512.bin vx-tiny-4k.safetensors
