@@ -126,62 +126,37 @@ static LLVMTypeRef llvm_type(Cg *c, Type t) { return cg_expr_type(&c->e, t); }
 
 static LLVMValueRef convert(Cg *c, LLVMValueRef x, Type from, Type to) { return cg_expr_convert(&c->e, x, from, to); }
 
-/* ---- extents: the canonical text from sema, evaluated at run time ---- */
+/* ---- extents: VIR's extent trees, evaluated at run time ---- */
 
 static LLVMValueRef param_value(Cg *c, const VirParam *param);
 
-static LLVMValueRef extent_expr(Cg *c, const char **s);
-
-static LLVMValueRef extent_factor(Cg *c, const char **s) {
-  if (**s == '(') {
-    (*s)++;
-    LLVMValueRef v = extent_expr(c, s);
-    if (**s == ')')
-      (*s)++;
-    return v;
-  }
-  if (**s >= '0' && **s <= '9')
-    return i32c(c, strtol(*s, (char **)s, 10));
-  const char *start = *s;
-  while ((**s >= 'a' && **s <= 'z') || (**s >= 'A' && **s <= 'Z') || (**s >= '0' && **s <= '9') || **s == '_')
-    (*s)++;
-  size_t n = (size_t)(*s - start);
+static LLVMValueRef extent_name(Cg *c, const char *name) {
   static const struct {
     const char *name;
     int field;
   } scalars[] = {{"D", CX_D}, {"G", CX_G}, {"P", CX_P}, {"npages", CX_NPAGES}};
   for (size_t i = 0; i < sizeof scalars / sizeof scalars[0]; i++)
-    if (strlen(scalars[i].name) == n && !strncmp(start, scalars[i].name, n))
+    if (!strcmp(scalars[i].name, name))
       return c->field[scalars[i].field];
   for (int i = 0; i < c->m->nparams; i++)
-    if (strlen(c->m->params[i]->name) == n && !strncmp(start, c->m->params[i]->name, n))
+    if (!strcmp(c->m->params[i]->name, name))
       return param_value(c, c->m->params[i]);
-  cg_error(c, "unknown extent", start);
+  cg_error(c, "unknown extent", name);
   return i32c(c, 1);
 }
 
-static LLVMValueRef extent_term(Cg *c, const char **s) {
-  LLVMValueRef v = extent_factor(c, s);
-  while (**s == '*' || **s == '/' || **s == '%') {
-    char op = *(*s)++;
-    LLVMValueRef r = extent_factor(c, s);
-    v = op == '*' ? LLVMBuildMul(c->b, v, r, "") : op == '/' ? LLVMBuildSDiv(c->b, v, r, "")
-                                                             : LLVMBuildSRem(c->b, v, r, "");
+static LLVMValueRef extent(Cg *c, const VirExtent *e) {
+  if (!e->op)
+    return e->name ? extent_name(c, e->name) : i32c(c, e->num);
+  LLVMValueRef l = extent(c, e->lhs), r = extent(c, e->rhs);
+  switch (e->op) {
+  case '+': return LLVMBuildAdd(c->b, l, r, "");
+  case '-': return LLVMBuildSub(c->b, l, r, "");
+  case '*': return LLVMBuildMul(c->b, l, r, "");
+  case '/': return LLVMBuildSDiv(c->b, l, r, "");
+  default: return LLVMBuildSRem(c->b, l, r, "");
   }
-  return v;
 }
-
-static LLVMValueRef extent_expr(Cg *c, const char **s) {
-  LLVMValueRef v = extent_term(c, s);
-  while (**s == '+' || **s == '-') {
-    char op = *(*s)++;
-    LLVMValueRef r = extent_term(c, s);
-    v = op == '+' ? LLVMBuildAdd(c->b, v, r, "") : LLVMBuildSub(c->b, v, r, "");
-  }
-  return v;
-}
-
-static LLVMValueRef extent(Cg *c, const char *text) { return extent_expr(c, &text); }
 
 /* ---- leaves ---- */
 
@@ -216,7 +191,7 @@ static LLVMValueRef scalar_value(Cg *c, const char *name) {
 
 static bool is_paged(const VirTensor *t) {
   return (t->kind == VT_PAGE || t->kind == VT_TOKEN || t->kind == VT_ROW) && t->rank > 0 &&
-         !strcmp(t->extents[0], "npages");
+         vir_extent_is(t->exts[0], "npages");
 }
 
 static void mark_invalid_unless(Cg *c, LLVMValueRef ok) {
@@ -241,7 +216,7 @@ static LLVMValueRef element_index(Cg *c, const VirTensor *t, LLVMValueRef *subs,
     first = 1;
   }
   for (int i = first; i < t->rank; i++) {
-    idx = LLVMBuildMul(c->b, idx, to_i64(c, extent(c, t->extents[i])), "");
+    idx = LLVMBuildMul(c->b, idx, to_i64(c, extent(c, t->exts[i])), "");
     idx = LLVMBuildAdd(c->b, idx, to_i64(c, subs[i]), "");
   }
   return idx;
@@ -251,7 +226,7 @@ static LLVMValueRef element_index(Cg *c, const VirTensor *t, LLVMValueRef *subs,
  * marks the element invalid for the enclosing reduction. */
 static void check_token_slots(Cg *c, const VirTensor *t, LLVMValueRef *subs) {
   for (int i = 0; i + 1 < t->rank; i++)
-    if (!strcmp(t->extents[i], "npages") && !strcmp(t->extents[i + 1], "P")) {
+    if (vir_extent_is(t->exts[i], "npages") && vir_extent_is(t->exts[i + 1], "P")) {
       LLVMValueRef pos = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, subs[i], c->field[CX_P], ""), subs[i + 1], "");
       mark_invalid_unless(c, LLVMBuildICmp(c->b, LLVMIntSLT, pos, c->field[CX_LEN], ""));
     }
@@ -504,7 +479,7 @@ static LLVMValueRef gen_load(Cg *c, const VirValue *v) {
     s[i] = convert(c, gen(c, v->args[i]), v->args[i]->type, TY_I32);
     if (v->args[i]->op != VI_AXIS) {
       /* a computed subscript out of range reads element 0 and marks the element absent */
-      LLVMValueRef n = extent(c, t->extents[i]);
+      LLVMValueRef n = extent(c, t->exts[i]);
       LLVMValueRef in = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, s[i], i32c(c, 0), ""),
                                      LLVMBuildICmp(c->b, LLVMIntSLT, s[i], n, ""), "");
       mark_invalid_unless(c, in);
@@ -553,7 +528,7 @@ static void loop_nest(Cg *c, VirAxis *const *axes, int n, BodyFn body, void *arg
   }
   Loop l;
   LLVMValueRef i;
-  loop_begin(c, &l, i32c(c, 0), extent(c, axes[0]->extent), &i);
+  loop_begin(c, &l, i32c(c, 0), extent(c, axes[0]->ext), &i);
   c->axis_val[axes[0]->id] = i;
   loop_nest(c, axes + 1, n - 1, body, arg);
   loop_end(c, &l);
@@ -568,7 +543,7 @@ typedef struct ReduceState {
 static LLVMValueRef linear_over(Cg *c, VirAxis *const *axes, int n) {
   LLVMValueRef idx = i32c(c, 0);
   for (int i = 0; i < n; i++)
-    idx = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, idx, extent(c, axes[i]->extent), ""), c->axis_val[axes[i]->id], "");
+    idx = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, idx, extent(c, axes[i]->ext), ""), c->axis_val[axes[i]->id], "");
   return idx;
 }
 
@@ -632,7 +607,7 @@ static LLVMValueRef gen_softmax(Cg *c, const VirValue *v) {
   for (int pass = 0; pass < 2; pass++) {
     Loop l;
     LLVMValueRef i;
-    loop_begin(c, &l, i32c(c, 0), extent(c, a->extent), &i);
+    loop_begin(c, &l, i32c(c, 0), extent(c, a->ext), &i);
     c->axis_val[a->id] = i;
     LLVMBuildStore(c->b, LLVMConstInt(c->i1, 1, 0), c->valid);
     LLVMValueRef x = convert(c, gen(c, v->args[0]), v->args[0]->type, TY_F32);
@@ -732,7 +707,7 @@ typedef struct Buffers {
 static void materialise(Cg *c, const VirValue *v, Buffers *bufs) {
   LLVMValueRef size = LLVMConstInt(c->i64, 4, 0);
   for (int i = 0; i < v->ndom; i++)
-    size = LLVMBuildMul(c->b, size, to_i64(c, extent(c, v->dom[i]->extent)), "");
+    size = LLVMBuildMul(c->b, size, to_i64(c, extent(c, v->dom[i]->ext)), "");
   LLVMTypeRef ft;
   LLVMValueRef fn = malloc_fn(c, &ft);
   LLVMValueRef buf = LLVMBuildCall2(c->b, ft, fn, &size, 1, "hoisted");
@@ -822,7 +797,7 @@ static void store_nest(Cg *c, StoreState *st, int i) {
   Loop l;
   LLVMValueRef idx;
   loop_begin(c, &l, pages ? c->field[CX_PAGE_LO] : i32c(c, 0),
-             pages ? c->field[CX_PAGE_HI] : extent(c, a->extent), &idx);
+             pages ? c->field[CX_PAGE_HI] : extent(c, a->ext), &idx);
   c->axis_val[a->id] = idx;
   store_nest(c, st, i + 1);
   loop_end(c, &l);

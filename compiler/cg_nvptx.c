@@ -450,65 +450,16 @@ static LLVMValueRef kv_index(Gx *g, LLVMValueRef phys, LLVMValueRef t, LLVMValue
 
 /* ------------------------------------------------------------------ extents and params */
 
-static long ext_expr(Gx *g, const char **s);
-
-static long ext_atom(Gx *g, const char **s) {
-  while (**s == ' ')
-    (*s)++;
-  if (**s == '(') {
-    (*s)++;
-    long v = ext_expr(g, s);
-    if (**s == ')')
-      (*s)++;
-    return v;
-  }
-  if (**s >= '0' && **s <= '9')
-    return strtol(*s, (char **)s, 10);
-  const char *n = *s;
-  while ((**s >= 'a' && **s <= 'z') || (**s >= 'A' && **s <= 'Z') || **s == '_' || (**s >= '0' && **s <= '9'))
-    (*s)++;
-  size_t len = (size_t)(*s - n);
-  if (len == 1 && (*n == 'D' || *n == 'G' || *n == 'P'))
-    return *n == 'D' ? g->s.D : *n == 'G' ? g->s.G : g->s.P;
-  return -1; /* a param or npages: not known when compiling */
-}
-
-static long ext_term(Gx *g, const char **s) {
-  long v = ext_atom(g, s);
-  for (;;) {
-    while (**s == ' ')
-      (*s)++;
-    char op = **s;
-    if (op != '*' && op != '/')
-      return v;
-    (*s)++;
-    long r = ext_atom(g, s);
-    if (v < 0 || r < 0)
-      v = -1;
-    else
-      v = op == '*' ? v * r : r ? v / r : -1;
-  }
-}
-
-static long ext_expr(Gx *g, const char **s) {
-  long v = ext_term(g, s);
-  for (;;) {
-    while (**s == ' ')
-      (*s)++;
-    char op = **s;
-    if (op != '+' && op != '-')
-      return v;
-    (*s)++;
-    long r = ext_term(g, s);
-    v = v < 0 || r < 0 ? -1 : op == '+' ? v + r : v - r;
-  }
+static bool shape_value(void *user, const char *name, long long *out) {
+  const Gx *g = user;
+  *out = !strcmp(name, "D") ? g->s.D : !strcmp(name, "G") ? g->s.G : !strcmp(name, "P") ? g->s.P : -1;
+  return *out >= 0; /* a param or npages: not known when compiling */
 }
 
 /* The extent's value for this shape, or -1 when it is not a compile-time constant. */
-static long extent_of(Gx *g, const char *text) {
-  const char *s = text;
-  long v = ext_expr(g, &s);
-  return *s ? -1 : v;
+static long extent_of(Gx *g, const VirExtent *e) {
+  long long v;
+  return vir_extent_eval(e, shape_value, g, &v) && v >= 0 ? (long)v : -1;
 }
 
 static LLVMValueRef scalar_slot(Gx *g, int i) {
@@ -533,7 +484,7 @@ static int budget_scalar(const Gx *g) {
 /* ------------------------------------------------------------------ the element emitter */
 
 /* An axis is lane-split when it runs over the channels; every other axis is unrolled. */
-static bool lane_axis(const VirAxis *a) { return a->role == AX_CHANNEL && !strcmp(a->extent, "D"); }
+static bool lane_axis(const VirAxis *a) { return a->role == AX_CHANNEL && vir_extent_is(a->ext, "D"); }
 /* Axes the element itself binds at run time: the page, and in attend hooks the token too. */
 static bool element_axis(const Gx *g, const VirAxis *a) { return a->role == AX_PAGE || (a->role == AX_TOKEN && g->tok); }
 
@@ -581,7 +532,7 @@ typedef void (*ComboFn)(Gx *g, int *coord, void *arg);
 static long axis_count(Gx *g, const VirAxis *a) {
   if (lane_axis(a))
     return CPL;
-  return extent_of(g, a->extent);
+  return extent_of(g, a->ext);
 }
 
 static void for_combos(Gx *g, VirAxis *const *axes, int n, int *coord, ComboFn fn, void *arg) {
@@ -690,7 +641,7 @@ static struct LaneVec *lane_vec_new(Gx *g, int tensor, uint64_t key) {
 static bool lane_vector_load(const Gx *g, const VirValue *v, const int *coord, uint64_t *key) {
   const VirTensor *t = v->tensor;
   if (!g->lane || t->rank < 1 || v->args[t->rank - 1]->op != VI_AXIS || !lane_axis(v->args[t->rank - 1]->axis) ||
-      strcmp(t->extents[t->rank - 1], "D"))
+      !vir_extent_is(t->exts[t->rank - 1], "D"))
     return false;
   uint64_t k = 0;
   for (int i = 0; i < t->rank - 1; i++) {
@@ -710,7 +661,7 @@ static bool lane_vector_load(const Gx *g, const VirValue *v, const int *coord, u
  * (dense, row-major). */
 static Ev load_field(Gx *g, const VirValue *v, const int *coord) {
   const VirTensor *t = v->tensor;
-  bool paged = (t->kind == VT_PAGE || t->kind == VT_TOKEN) && t->rank >= 1 && !strcmp(t->extents[0], "npages");
+  bool paged = (t->kind == VT_PAGE || t->kind == VT_TOKEN) && t->rank >= 1 && vir_extent_is(t->exts[0], "npages");
   if (!paged && t->kind != VT_CONST) {
     gx_error(g, "a load of", t->name);
     return (Ev){LLVMGetUndef(g->f32), NULL};
@@ -733,7 +684,7 @@ static Ev load_field(Gx *g, const VirValue *v, const int *coord) {
   LLVMValueRef valid = NULL, rest = c32(g, 0);
   long blk = 1;
   for (int i = paged; i < t->rank; i++) {
-    long n = extent_of(g, t->extents[i]);
+    long n = extent_of(g, t->exts[i]);
     if (n < 0) {
       gx_error(g, "a run-time extent in", t->name);
       return (Ev){LLVMGetUndef(g->f32), NULL};
@@ -995,7 +946,7 @@ static void store_field_one(Gx *g, int *coord, void *sarg) {
   long blk = 1;
   LLVMValueRef rest = c32(g, 0);
   for (int i = 1; i < t->rank; i++) {
-    long n = extent_of(g, t->extents[i]);
+    long n = extent_of(g, t->exts[i]);
     blk *= n;
     rest = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, rest, c32(g, n), ""), axis_value(g, s->axes[i], coord), "");
   }

@@ -68,7 +68,7 @@ static VirTensor *tensor_of(Lower *L, Symbol *sym) {
     return t;
   t = new_tensor(L, sym->name, VT_INPUT, sym->rank);
   for (int i = 0; i < sym->rank; i++)
-    t->extents[i] = sym->axes[i]->extent;
+    vir_tensor_set_extent(L->m, t, i, sym->axes[i]->extent);
   t->type = sym->type;
   t->dtype = DT_F32;
   return t;
@@ -245,7 +245,7 @@ static void lower_def(Lower *L, Node *n) {
   }
   VirTensor *t = new_tensor(L, n->name, tensor_kind_of(n->stage), sym->rank);
   for (int i = 0; i < sym->rank; i++)
-    t->extents[i] = sym->axes[i]->extent;
+    vir_tensor_set_extent(L->m, t, i, sym->axes[i]->extent);
   t->dtype = n->dtype;
   t->type = sym->type;
   t->updated = sym->updated;
@@ -367,7 +367,7 @@ static void lower_select(Lower *L, Node *n) {
       const Axis *a = shape->axes[i];
       axes[i] = vir_axis_new(m, a->role == AX_HEAD ? "g" : a->role == AX_PAGE ? "p" : "t",
                              a->extent, a->role);
-      mask->extents[i] = a->extent;
+      vir_tensor_set_extent(m, mask, i, a->extent);
     }
     mask->type = TY_BOOL;
     mask->dtype = DT_U32;
@@ -381,9 +381,9 @@ static void lower_attend(Lower *L, Node *n) {
   VirTensor *t = find_tensor(L, "logit");
   if (!t) {
     t = new_tensor(L, "logit", VT_INPUT, 3);
-    t->extents[0] = "G";
-    t->extents[1] = "npages";
-    t->extents[2] = "P";
+    vir_tensor_set_extent(L->m, t, 0, "G");
+    vir_tensor_set_extent(L->m, t, 1, "npages");
+    vir_tensor_set_extent(L->m, t, 2, "P");
     t->type = TY_F32;
   }
   VirAxis **axes = bind_axes(L, n->binders, 3);

@@ -230,75 +230,17 @@ static bool name_value(Ctx *x, const char *name, size_t len, double *out) {
   return false;
 }
 
-/* Extents are canonical text (sema.c): integers, names and + - * / % with parentheses
- * around inner operations, e.g. "P/16" or "(P/16)*2". Integer arithmetic, as in C. */
-typedef struct Extent {
-  Ctx *x;
-  const char *s;
-  bool ok;
-} Extent;
-
-static long long extent_sum(Extent *e);
-
-static long long extent_atom(Extent *e) {
-  while (*e->s == ' ')
-    e->s++;
-  if (*e->s == '(') {
-    e->s++;
-    long long v = extent_sum(e);
-    e->ok &= *e->s == ')';
-    e->s += *e->s == ')';
-    return v;
-  }
-  if (isdigit((unsigned char)*e->s))
-    return strtoll(e->s, (char **)&e->s, 10);
-  const char *start = e->s;
-  while (isalnum((unsigned char)*e->s) || *e->s == '_')
-    e->s++;
+static bool extent_name(void *user, const char *name, long long *out) {
   double v;
-  if (e->s == start || !name_value(e->x, start, (size_t)(e->s - start), &v)) {
-    e->ok = false;
-    return 1;
-  }
-  return (long long)v;
-}
-
-static long long extent_product(Extent *e) {
-  long long v = extent_atom(e);
-  for (;;) {
-    while (*e->s == ' ')
-      e->s++;
-    char op = *e->s;
-    if (op != '*' && op != '/' && op != '%')
-      return v;
-    e->s++;
-    long long r = extent_atom(e);
-    if (op != '*' && r == 0) {
-      e->ok = false;
-      return 1;
-    }
-    v = op == '*' ? v * r : op == '/' ? v / r : v % r;
-  }
-}
-
-static long long extent_sum(Extent *e) {
-  long long v = extent_product(e);
-  for (;;) {
-    while (*e->s == ' ')
-      e->s++;
-    char op = *e->s;
-    if (op != '+' && op != '-')
-      return v;
-    e->s++;
-    long long r = extent_product(e);
-    v = op == '+' ? v + r : v - r;
-  }
+  if (!name_value(user, name, strlen(name), &v))
+    return false;
+  *out = (long long)v;
+  return true;
 }
 
 static double axis_extent(Ctx *x, const VirAxis *a) {
-  Extent e = {x, a->extent, true};
-  long long v = extent_sum(&e);
-  if (!e.ok || *e.s || v < 0) {
+  long long v;
+  if (!vir_extent_eval(a->ext, extent_name, x, &v) || v < 0) {
     fail(x, "cannot evaluate the extent '%s' of axis '%s'", a->extent, a->name);
     return 0;
   }

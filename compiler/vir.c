@@ -30,6 +30,7 @@ VirTensor *vir_tensor_new(VirModule *m, const char *name, VirTensorKind kind, in
   t->kind = kind;
   t->rank = rank;
   t->extents = arena_alloc(m->arena, sizeof(char *) * (size_t)(rank ? rank : 1));
+  t->exts = arena_alloc(m->arena, sizeof(VirExtent *) * (size_t)(rank ? rank : 1));
   m->tensors[m->ntensors++] = t;
   return t;
 }
@@ -54,8 +55,14 @@ VirAxis *vir_axis_new(VirModule *m, const char *name, const char *extent, AxisRo
   a->id = m->next_axis_id++;
   a->name = name;
   a->extent = extent;
+  a->ext = extent ? vir_extent_parse(m->arena, extent) : NULL;
   a->role = role;
   return a;
+}
+
+void vir_tensor_set_extent(VirModule *m, VirTensor *t, int dim, const char *extent) {
+  t->extents[dim] = extent;
+  t->exts[dim] = vir_extent_parse(m->arena, extent);
 }
 
 bool vir_dom_has(VirAxis *const *dom, int n, const VirAxis *a) {

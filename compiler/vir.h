@@ -18,10 +18,30 @@
 #include "arena.h"
 #include "ast.h"
 
+/* An extent: a literal (num), a name (D, G, P, npages or a param) or op applied to lhs and
+ * rhs (+ - * / %, integer arithmetic as in C). Parsed once from sema's canonical text
+ * (vir_extent.c); every stage after lowering walks this, never the text. */
+typedef struct VirExtent VirExtent;
+struct VirExtent {
+  char op; /* 0: a leaf */
+  long long num;
+  const char *name; /* a leaf's name, NULL for a literal */
+  VirExtent *lhs, *rhs;
+};
+
+/* The value of a name in an extent; false when the caller does not know it. */
+typedef bool (*VirNameValue)(void *user, const char *name, long long *out);
+VirExtent *vir_extent_parse(Arena *arena, const char *text);
+/* False when a name is unknown or a division is by zero. */
+bool vir_extent_eval(const VirExtent *e, VirNameValue value, void *user, long long *out);
+/* Whether e is just the name ("npages"). */
+bool vir_extent_is(const VirExtent *e, const char *name);
+
 typedef struct VirAxis {
   int id;
   const char *name;
-  const char *extent; /* canonical extent text (see sema.c) */
+  const char *extent; /* canonical extent text (see sema.c), for printing */
+  VirExtent *ext;     /* the same, parsed */
   AxisRole role;
 } VirAxis;
 
@@ -56,7 +76,8 @@ typedef struct VirTensor {
   const char *name;
   VirTensorKind kind;
   int rank;
-  const char **extents;
+  const char **extents; /* canonical text per dimension, for printing and the manifest */
+  VirExtent **exts;     /* the same, parsed (vir_tensor_set_extent sets both) */
   DType dtype;
   Type type;     /* the value type it holds in computation */
   bool updated;  /* rewritten by the update kernel every step */
@@ -178,6 +199,7 @@ VirModule *vir_module_new(Arena *arena, const char *name);
 VirTensor *vir_tensor_new(VirModule *m, const char *name, VirTensorKind kind, int rank);
 VirKernel *vir_kernel_get(VirModule *m, VirKernelKind kind);
 VirAxis *vir_axis_new(VirModule *m, const char *name, const char *extent, AxisRole role);
+void vir_tensor_set_extent(VirModule *m, VirTensor *t, int dim, const char *extent);
 /* Appends a value to block b, or returns an identical value already there (CSE). */
 VirValue *vir_emit(VirModule *m, VirBlock *b, VirValue *proto);
 void vir_store_add(VirModule *m, VirKernel *k, VirTensor *dst, VirAxis **axes, Op op, VirValue *value);
