@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "filler.h"
 #include "serve.h"
 #include "util.h"
 
@@ -119,21 +120,10 @@ static int gen_range(uint64_t *s, int lo, int hi) { /* uniform in [lo, hi] */
   return lo + (int)(serve_rand64(s) % (uint64_t)(hi - lo + 1));
 }
 
-/* Whether line [p, p + n) holds a needle of the fixtures anywhere ("pass key", "key N holds
- * V"): their generator inserted needles at any byte, mid-line too, so a line that merely
- * contains one would be a distractor in a generated prompt. */
-static int is_needle_line(const char *p, size_t n) {
-  for (size_t i = 0; i + 5 <= n; i++) {
-    if (i + 8 <= n && !memcmp(p + i, "pass key", 8))
-      return 1;
-    if (!memcmp(p + i, "key ", 4) && p[i + 4] >= '0' && p[i + 4] <= '9')
-      return 1;
-  }
-  return 0;
-}
-
-/* The filler: every whole line of the fixtures' prompts that is not a needle or a question
- * (the first and last line of each prompt are cut, so they are left out), as one buffer. */
+/* The fallback filler: every whole line of the fixtures' prompts that filler_line_ok
+ * accepts (no needle: the fixtures' generator inserted needles at any byte, mid-line too, so
+ * a line that merely contains one would be a distractor; the first and last line of each
+ * prompt are cut, so they are left out), as one buffer. */
 static char *gen_filler(const fixture *fx, int n, size_t *len) {
   size_t cap = 0;
   for (int i = 0; i < n; i++)
@@ -152,7 +142,7 @@ static char *gen_filler(const fixture *fx, int n, size_t *len) {
       if (!e)
         break; /* the last, cut line ends in the question */
       size_t ln = (size_t)(e - p) + 1;
-      if (e + 1 < end && !is_needle_line(p, ln)) {
+      if (e + 1 < end && filler_line_ok(p, ln)) {
         memcpy(buf + k, p, ln);
         k += ln;
       }
@@ -166,14 +156,11 @@ static char *gen_filler(const fixture *fx, int n, size_t *len) {
 /* per_task passkey and key-value prompts of ctx - 9 bytes (the fixtures' lengths: BOS and
  * the answer fit the context) in the fixtures' format: filler from a seeded byte, needles
  * inserted at the next line start after seeded uniform depths, the question last. */
-static int gen_fixtures(const fixture *src, int nsrc, int per_task, int ctx, uint64_t seed,
+static int gen_fixtures(const char *filler, size_t flen, int per_task, int ctx, uint64_t seed,
                         fixture **out, int *nout) {
-  size_t flen;
-  char *filler = gen_filler(src, nsrc, &flen);
   int n = 2 * per_task, L = ctx - 9;
   fixture *fx = calloc((size_t)n, sizeof *fx);
-  if (!filler || !fx || flen < 1000 || L < 200) {
-    free(filler);
+  if (!fx || flen < 1000 || L < 200) {
     free(fx);
     return -1;
   }
@@ -253,7 +240,6 @@ static int gen_fixtures(const fixture *src, int nsrc, int per_task, int ctx, uin
     f->ctx = ctx;
     snprintf(f->task, sizeof f->task, "%s", kv ? "kv" : "passkey");
   }
-  free(filler);
   *out = fx;
   *nout = n;
   return 0;
@@ -261,7 +247,6 @@ fail:
   for (int i = 0; i < n; i++)
     free(fx[i].prompt);
   free(fx);
-  free(filler);
   return -1;
 }
 
@@ -447,8 +432,10 @@ static void eval_usage(FILE *f) {
           "  --plot PATH         the sweep's accuracy plot, PNG by gnuplot (default\n"
           "                      sweep-POLICY-NAME.png; none: no plot)\n"
           "  --generate N        instead of the fixtures: N passkey and N key-value prompts made\n"
-          "                      here (seeded by --seed) from the fixtures' filler lines\n"
+          "                      here (seeded by --seed) in the fixtures' format\n"
           "  --gen-bytes N       their length as the fixtures' ctx field (default 4096)\n"
+          "  --filler SRC        their text (and --perplexity's): debian (default: Debian's\n"
+          "                      fortunes and jargon-text, else the fixtures' lines) or fixtures\n"
           "  --perplexity N      also: perplexity of N bytes of filler text (its first quarter\n"
           "                      the prompt, the rest teacher-forced), policy and dense\n"
           "  --write-prompts PATH  the prompts run (generated or picked) as JSON lines\n"
@@ -463,6 +450,9 @@ int serve_eval(int argc, char **argv) {
   memset(&x, 0, sizeof x);
   serve_opts_defaults(&x.o);
   const char *fixtures = NULL, *sweep = NULL, *trace = NULL, *dump = NULL, *plot = NULL;
+  const char *filler_src = "debian";
+  char *filler = NULL;
+  size_t flen = 0;
   long limit = 0, n_new = 8, max_ctx = 0, gen_n = 0, gen_ctx = 4096, ppl_bytes = 0;
   int *ppl_tok = NULL, ppl_n = 0;
   engine_request ppl[2];
@@ -501,6 +491,12 @@ int serve_eval(int argc, char **argv) {
       sweep = argv[++i];
     } else if (!strcmp(a, "--plot") && has_v) {
       plot = argv[++i];
+    } else if (!strcmp(a, "--filler") && has_v) {
+      filler_src = argv[++i];
+      if (strcmp(filler_src, "debian") && strcmp(filler_src, "fixtures")) {
+        fprintf(stderr, "vx-serve eval: --filler expects debian or fixtures\n");
+        return 2;
+      }
     } else if (!strcmp(a, "--generate") && has_v) {
       gen_n = strtol(argv[++i], &end, 10);
       if (*end || gen_n < 1 || gen_n > 100000) {
@@ -585,38 +581,46 @@ int serve_eval(int argc, char **argv) {
   }
   if (load_fixtures(fixtures, &fx, &nfx) != 0)
     goto out;
+  if (ppl_bytes || gen_n) { /* filler: Debian's texts, else the fixtures' lines */
+    char what[512];
+    filler = strcmp(filler_src, "fixtures") ? filler_debian(&flen, what, sizeof what) : NULL;
+    if (!filler) {
+      if (strcmp(filler_src, "fixtures"))
+        fprintf(stderr, "vx-serve eval: filler: %s; using the fixtures' own lines instead "
+                "(apt-get install fortunes jargon-text)\n", what);
+      snprintf(what, sizeof what, "the lines of %.400s", fixtures);
+      filler = gen_filler(fx, nfx, &flen);
+    }
+    if (!filler || flen < 16) {
+      fprintf(stderr, "vx-serve eval: no filler text in %s\n", what);
+      goto out;
+    }
+    cJSON_AddStringToObject(root, "filler", what);
+  }
   if (ppl_bytes) { /* the text: filler lines from a seeded start, as many bytes as fit */
-    size_t flen;
-    char *filler = gen_filler(fx, nfx, &flen);
     if (ppl_bytes > c->ctx - 1)
       ppl_bytes = c->ctx - 1;
     ppl_tok = malloc(((size_t)ppl_bytes + 2) * sizeof(int));
-    if (!filler || !ppl_tok || flen < 16) {
-      free(filler);
-      fprintf(stderr, "vx-serve eval: no filler text for --perplexity in '%s'\n", fixtures);
-      goto out;
-    }
     uint64_t s = x.o.seed ^ 0x9e3779b97f4a7c15ull;
     size_t at = (size_t)(serve_rand64(&s) % flen);
     while (at > 0 && filler[at - 1] != '\n')
       at--;
     char *text = malloc((size_t)ppl_bytes);
-    if (!text) {
-      free(filler);
+    if (!text || !ppl_tok) {
+      free(text);
       goto out;
     }
     for (long k = 0; k < ppl_bytes; k++)
       text[k] = filler[(at + (size_t)k) % flen];
     ppl_n = tokenizer_encode(x.tok, text, (size_t)ppl_bytes, ppl_tok, (int)ppl_bytes + 2);
     free(text);
-    free(filler);
   }
   if (gen_n) {
     fixture *g;
     int ng;
-    if (gen_fixtures(fx, nfx, (int)gen_n, (int)gen_ctx, x.o.seed, &g, &ng) != 0) {
-      fprintf(stderr, "vx-serve eval: cannot make prompts from the filler of '%s' (out of "
-              "memory, or too little text)\n", fixtures);
+    if (gen_fixtures(filler, flen, (int)gen_n, (int)gen_ctx, x.o.seed, &g, &ng) != 0) {
+      fprintf(stderr, "vx-serve eval: cannot make prompts from the filler (out of memory, or "
+              "too little text)\n");
       goto out;
     }
     for (int i = 0; i < nfx; i++)
@@ -895,6 +899,7 @@ out:
     free(fx[i].tok);
   }
   free(fx);
+  free(filler);
   free(ppl_tok);
   engine_request_release(&ppl[0]);
   engine_request_release(&ppl[1]);

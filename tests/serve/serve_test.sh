@@ -85,7 +85,7 @@ tiny_generate)
   # generated prompts (seeded), perplexity and a two-value sweep in one small run
   need vx-tiny-4k.safetensors vx-tiny-4k.retrieval.jsonl
   "$serve" eval --model "$models/vx-tiny-4k.safetensors" --policy quest --sweep budget=64,1024 \
-    --generate 2 --gen-bytes 512 --perplexity 200 --trace "$work/trace.jsonl" -n 6 \
+    --generate 2 --gen-bytes 512 --filler fixtures --perplexity 200 --trace "$work/trace.jsonl" -n 6 \
     --plot "$work/sweep.png" >"$work/gen.json" 2>"$work/gen.err" ||
     { cat "$work/gen.err"; fail "eval --generate failed"; }
   cat "$work/gen.err"
@@ -96,6 +96,14 @@ tiny_generate)
   [ "${correct[2]:-}" = 4 ] || fail "quest at budget 1024 covers 512-byte prompts (got ${correct[2]:-?})"
   grep -q '"perplexity":' "$json" || fail "no perplexity"
   grep -q '"rel_err":\[' "$work/trace.jsonl" || fail "empty trace"
+  # the default filler: Debian's texts where installed, else the fixtures' lines, said so
+  "$serve" eval --model "$models/vx-tiny-4k.safetensors" --policy quest --generate 1 \
+    --gen-bytes 300 -n 1 --quiet >"$work/deb.json" 2>"$work/deb.err" || { cat "$work/deb.err"; fail "eval --filler debian"; }
+  if [ -d /usr/share/games/fortunes ] || [ -f /usr/share/doc/jargon-text/jargon.txt.gz ]; then
+    grep -q '"filler":.*Debian' "$work/deb.json" || fail "Debian's texts are installed but not used"
+  else
+    grep -q "using the fixtures' own lines" "$work/deb.err" || fail "no word on the fallback filler"
+  fi
   if command -v gnuplot >/dev/null; then # the sweep's plot: a PNG file, else the reason why not
     [ "$(head -c 4 "$work/sweep.png" | od -An -c | tr -d ' ')" = "211PNG" ] || fail "no PNG plot"
   else
