@@ -200,10 +200,11 @@ int attn_cpu_create(vxrt_device *dev, vxrt_policy *policy, vxrt_policy *dense,
   }
   memcpy(c->dense_layer, ac->dense_layer, (size_t)mc->layers);
   int row_pages = (ac->max_row_tokens + ac->page_size - 1) / ac->page_size;
+  int pool = ac->max_pages > 0 ? ac->max_pages : row_pages * ac->max_rows;
   vxrt_cache_desc cd = {.layers = mc->layers, .kv_heads = mc->kv_heads, .head_dim = mc->head_dim,
                         .page_size = ac->page_size, .kv_dtype = (vxrt_dtype)ac->kv_dtype,
-                        .max_pages = ac->max_pages > 0 ? ac->max_pages : row_pages * ac->max_rows, .max_rows = ac->max_rows,
-                        .max_row_pages = row_pages};
+                        .max_pages = pool, .max_rows = ac->max_rows,
+                        .max_row_pages = row_pages < pool ? row_pages : pool};
   vxrt_status s;
   const char *what = "vxrt_cache_create";
   if ((s = vxrt_cache_create(dev, &cd, &c->cache)) != VXRT_OK ||

@@ -65,6 +65,9 @@ static int encode_text(const serve_ctx *x, const char *s, int keep_text, http_co
   if (n == 0)
     return bad_at(b, "prompt", "the prompt is empty");
   int ctx = x->m->cfg.ctx, cap = n + 8 < (size_t)ctx + 1 ? (int)n + 8 : ctx + 1;
+  if (n > (size_t)HTTP_MAX_BYTES_PER_TOKEN * ctx) /* encoding is quadratic: refuse it unread */
+    return bad_at(b, "prompt", "the prompt is %zu bytes: more than the model's context of %d "
+                  "tokens can hold (at most %d bytes a token)", n, ctx, HTTP_MAX_BYTES_PER_TOKEN);
   c->prompt = malloc((size_t)cap * sizeof(int));
   if (!c->prompt || (c->nprompt = tokenizer_encode(x->tok, s, n, c->prompt, cap)) < 0)
     return bad_at(b, NULL, "out of memory encoding the prompt");

@@ -11,7 +11,9 @@
 #include "serve.h"
 #include "util.h"
 
-enum { HTTP_MAX_STOP = 4, HTTP_MAX_STOP_LEN = 256 };
+/* HTTP_MAX_BYTES_PER_TOKEN: a text prompt longer than this many bytes per context token is
+ * refused before it is encoded (no tokenizer's pieces are that long on average). */
+enum { HTTP_MAX_STOP = 4, HTTP_MAX_STOP_LEN = 256, HTTP_MAX_BYTES_PER_TOKEN = 32 };
 
 typedef struct http_completion {
   int *prompt;                 /* malloc'd token ids, BOS first for text prompts */
