@@ -107,11 +107,18 @@ bool cg_host_compile(const VirModule *m, Diags *diags, Span where, int level, bo
     char *dl = LLVMCopyStringRepOfTargetData(layout);
     LLVMSetDataLayout(mod, dl);
     LLVMDisposeMessage(dl);
+    char why[160];
+    bool abi_ok = cg_host_check_abi(ctx, layout, why, sizeof why);
     LLVMDisposeTargetData(layout);
-    LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-    LLVMErrorRef e = LLVMRunPasses(mod, pipeline(level), tm, opts);
-    LLVMDisposePassBuilderOptions(opts);
-    if (e) {
+    LLVMErrorRef e = NULL;
+    if (abi_ok) {
+      LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+      e = LLVMRunPasses(mod, pipeline(level), tm, opts);
+      LLVMDisposePassBuilderOptions(opts);
+    }
+    if (!abi_ok) {
+      fail(diags, where, "internal error: the kernel ABI differs from runtime/vxk.h", why);
+    } else if (e) {
       char *msg = LLVMGetErrorMessage(e);
       fail(diags, where, "the LLVM optimiser failed", msg);
       LLVMDisposeErrorMessage(msg);

@@ -8,20 +8,23 @@
 #include "cg_llvm.h"
 
 #include "cg_expr.h"
+#include "../runtime/vxk.h"
 
 #include <llvm-c/Analysis.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 
-/* Field numbers of vxk_ctx (runtime/vxk.h): 14 i32 fields, then pointers. */
+/* Field numbers of vxk_ctx (runtime/vxk.h). */
 enum {
-  CX_D, CX_G, CX_P, CX_LAYER, CX_LEN, CX_NPAGES, CX_PREFILL_LEN, CX_KV_HEADS, CX_HEAD,
-  CX_KV_DTYPE, CX_PAGE_LO, CX_PAGE_HI, CX_PER_HEAD, CX_TOKEN_LO,
-  CX_PAGE_IDS, CX_K, CX_V, CX_Q, CX_PARAMS, CX_TENSORS, CX_KEPT, CX_SELECTED, CX_PROB, CX_OUT,
-  CX_LSE, CX_NFIELDS
+#define CX_FIELD(type, name, tag, kind) CX_##tag,
+  VXK_CTX_FIELDS(CX_FIELD)
+#undef CX_FIELD
+  CX_NFIELDS
 };
+enum { CX_I32, CX_PTR }; /* the kinds of field VXK_CTX_FIELDS names */
 
 typedef struct Loop {
   LLVMValueRef counter;
@@ -952,6 +955,17 @@ static void gen_require(Cg *c) {
   LLVMBuildRet(c->b, i32c(c, 0));
 }
 
+/* vxk_ctx as LLVM sees it, from the runtime's list of its fields. */
+static LLVMTypeRef ctx_struct(LLVMContextRef ctx) {
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(ctx), ptr = LLVMPointerTypeInContext(ctx, 0);
+  LLVMTypeRef fields[CX_NFIELDS] = {
+#define CX_TYPE(type, name, tag, kind) [CX_##tag] = CX_##kind == CX_I32 ? i32 : ptr,
+      VXK_CTX_FIELDS(CX_TYPE)
+#undef CX_TYPE
+  };
+  return LLVMStructTypeInContext(ctx, fields, CX_NFIELDS, 0);
+}
+
 static void init_types(Cg *c) {
   c->i1 = LLVMInt1TypeInContext(c->ctx);
   c->i8 = LLVMInt8TypeInContext(c->ctx);
@@ -961,10 +975,31 @@ static void init_types(Cg *c) {
   c->f32 = LLVMFloatTypeInContext(c->ctx);
   c->f64 = LLVMDoubleTypeInContext(c->ctx);
   c->ptr = LLVMPointerTypeInContext(c->ctx, 0);
-  LLVMTypeRef fields[CX_NFIELDS];
-  for (int i = 0; i < CX_NFIELDS; i++)
-    fields[i] = i < CX_PAGE_IDS ? c->i32 : c->ptr;
-  c->ctx_type = LLVMStructTypeInContext(c->ctx, fields, CX_NFIELDS, 0);
+  c->ctx_type = ctx_struct(c->ctx);
+}
+
+bool cg_host_check_abi(LLVMContextRef ctx, LLVMTargetDataRef layout, char *why, size_t len) {
+  static const struct {
+    const char *name;
+    size_t offset;
+  } fields[CX_NFIELDS] = {
+#define CX_OFFSET(type, name, tag, kind) [CX_##tag] = {#name, offsetof(vxk_ctx, name)},
+      VXK_CTX_FIELDS(CX_OFFSET)
+#undef CX_OFFSET
+  };
+  LLVMTypeRef t = ctx_struct(ctx);
+  for (unsigned i = 0; i < CX_NFIELDS; i++)
+    if (LLVMOffsetOfElement(layout, t, i) != fields[i].offset) {
+      snprintf(why, len, "vxk_ctx.%s is at offset %llu in the generated code and %zu in runtime/vxk.h",
+               fields[i].name, LLVMOffsetOfElement(layout, t, i), fields[i].offset);
+      return false;
+    }
+  if (LLVMABISizeOfType(layout, t) != sizeof(vxk_ctx)) {
+    snprintf(why, len, "vxk_ctx is %llu bytes in the generated code and %zu in runtime/vxk.h",
+             LLVMABISizeOfType(layout, t), sizeof(vxk_ctx));
+    return false;
+  }
+  return true;
 }
 
 LLVMModuleRef cg_host_module(LLVMContextRef ctx, const VirModule *m, Diags *diags, Span where) {

@@ -8,6 +8,7 @@
  * Must not print, exit, or depend on the runtime's device code: vxc links this file alone.
  */
 #include "artifact.h"
+#include "vxk.h"
 #include "vxk_gpu.h"
 
 #include <cjson/cJSON.h>
@@ -595,6 +596,22 @@ static art_code read_selects(art_reader *r, const cJSON *root, art_manifest *m) 
   return ART_OK;
 }
 
+/* The kernel ABI an artifact was compiled against: its code calls this libvxrt's kernels
+ * through structs whose layout that version fixes, so any other is refused with a version
+ * error, before a kernel could read a field at the wrong offset. */
+static art_code check_abi(art_reader *r, const cJSON *root, const char *key, int expected, const char *what) {
+  double v;
+  art_code c = get_number(r, root, key, &v);
+  if (c)
+    return c;
+  if (v != expected)
+    return fail(r->err, ART_EVERSION,
+                "the artifact's %s use ABI version %g; this runtime calls version %d (recompile the "
+                "policy with a vxc of this release)",
+                what, v, expected);
+  return ART_OK;
+}
+
 static art_code read_manifest(art_reader *r, const cJSON *root, art_manifest *m) {
   art_code c;
   double fmt;
@@ -605,6 +622,9 @@ static art_code read_manifest(art_reader *r, const cJSON *root, art_manifest *m)
   if (fmt != floor(fmt) || fmt < 0 || fmt > 1e9)
     return fail(r->err, ART_EFORMAT, "manifest: 'format' must be a small integer");
   m->format = (int)fmt;
+  if ((c = check_abi(r, root, "kernel_abi", VXK_ABI_VERSION, "host kernels (runtime/vxk.h)")) ||
+      (c = check_abi(r, root, "gpu_abi", VXK_GPU_ABI_VERSION, "GPU kernels (runtime/vxk_gpu.h)")))
+    return c;
   if ((c = get_string(r, root, "vx_version", &m->vx_version)) ||
       (c = get_string(r, root, "source_hash", &m->source_hash)) ||
       (c = get_ident(r, root, "policy", &m->policy)))
@@ -796,6 +816,8 @@ static cJSON *build_manifest(const art_manifest *m, const uint64_t *offsets, art
   const char *bad = NULL;
   if (!root) goto oom;
   if (!add_num(root, "format", ART_FORMAT)) goto oom;
+  if (!add_num(root, "kernel_abi", VXK_ABI_VERSION)) goto oom;
+  if (!add_num(root, "gpu_abi", VXK_GPU_ABI_VERSION)) goto oom;
   if (!add_str(root, "vx_version", m->vx_version)) { bad = "vx_version"; goto fail; }
   if (!add_str(root, "source_hash", m->source_hash)) { bad = "source_hash"; goto fail; }
   if (!add_str(root, "policy", m->policy)) { bad = "policy"; goto fail; }

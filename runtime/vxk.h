@@ -24,27 +24,40 @@ enum { VXK_ABI_VERSION = 1 };
 /* kv_dtype values */
 enum { VXK_F32 = 0, VXK_F16 = 1, VXK_BF16 = 2 };
 
+/* The fields of vxk_ctx, in order: X(C type, name, tag, I32 or PTR). The struct below and
+ * the generated side's view of it (cg_host.c, which checks every offset against offsetof
+ * when it compiles) both come from this one list. */
+#define VXK_CTX_FIELDS(X)                                                                      \
+  X(int32_t, D, D, I32)                                                                        \
+  X(int32_t, G, G, I32)                                                                        \
+  X(int32_t, P, P, I32)                                                                        \
+  X(int32_t, layer, LAYER, I32)                                                                \
+  X(int32_t, len, LEN, I32)                 /* tokens in the row, the new ones included */     \
+  X(int32_t, npages, NPAGES, I32)           /* pages in the row: ceil(len / P) */              \
+  X(int32_t, prefill_len, PREFILL_LEN, I32) /* tokens the row had when prefill ended */        \
+  X(int32_t, kv_heads, KV_HEADS, I32)                                                          \
+  X(int32_t, head, HEAD, I32)                                                                  \
+  X(int32_t, kv_dtype, KV_DTYPE, I32)                                                          \
+  X(int32_t, page_lo, PAGE_LO, I32)   /* summarise: pages [page_lo, page_hi) */                \
+  X(int32_t, page_hi, PAGE_HI, I32)                                                            \
+  X(int32_t, per_head, PER_HEAD, I32) /* attend: selected is [G][npages*P], else [npages*P] */ \
+  X(int32_t, token_lo, TOKEN_LO, I32) /* summarise: token fields only of tokens >= token_lo */ \
+  X(const int32_t *, page_ids, PAGE_IDS, PTR) /* the row's page table, npages entries */       \
+  X(const void *, k, K, PTR)                  /* this layer's key pool */                      \
+  X(const void *, v, V, PTR)                  /* this layer's value pool */                    \
+  X(const float *, q, Q, PTR)                 /* [G][D], this KV head's query heads */         \
+  X(const double *, params, PARAMS, PTR)      /* param values in manifest order */             \
+  X(void *const *, tensors, TENSORS, PTR)     /* per VIR tensor id (above); NULL for inputs */ \
+  X(const uint8_t *, kept, KEPT, PTR)         /* [npages*P]: 1 where the token is always kept */ \
+  X(const uint8_t *, selected, SELECTED, PTR) /* attend: the selection, 1 = attend to it */    \
+  X(const float *, prob, PROB, PTR)           /* update: [G][npages*P] this step's weights */  \
+  X(float *, out, OUT, PTR)                   /* attend: [G][D] */                             \
+  X(float *, lse, LSE, PTR)                   /* attend: [G], natural-log sum of exp(logits) */
+
 typedef struct vxk_ctx {
-  /* 0 */ int32_t D, G, P, layer;
-  /* 16 */ int32_t len;         /* tokens in the row, the new ones included */
-  /* 20 */ int32_t npages;      /* pages in the row: ceil(len / P) */
-  /* 24 */ int32_t prefill_len; /* tokens the row had when prefill ended */
-  /* 28 */ int32_t kv_heads, head;
-  /* 36 */ int32_t kv_dtype;
-  /* 40 */ int32_t page_lo, page_hi; /* summarise: pages [page_lo, page_hi) */
-  /* 48 */ int32_t per_head;         /* attend: selected is [G][npages*P], else [npages*P] */
-  /* 52 */ int32_t token_lo;         /* summarise: token fields only of tokens >= token_lo */
-  /* 56 */ const int32_t *page_ids;  /* the row's page table, npages entries */
-  /* 64 */ const void *k;            /* this layer's key pool */
-  /* 72 */ const void *v;            /* this layer's value pool */
-  /* 80 */ const float *q;           /* [G][D], this KV head's query heads */
-  /* 88 */ const double *params;     /* param values in manifest order */
-  /* 96 */ void *const *tensors;     /* per VIR tensor id (see above); NULL for inputs */
-  /* 104 */ const uint8_t *kept;     /* [npages*P]: 1 where the token is always kept */
-  /* 112 */ const uint8_t *selected; /* attend: the selection, 1 = attend to the token */
-  /* 120 */ const float *prob;       /* update: [G][npages*P] this step's attention weights */
-  /* 128 */ float *out;              /* attend: [G][D] */
-  /* 136 */ float *lse;              /* attend: [G], natural-log sum of exp of the logits */
+#define VXK_CTX_MEMBER(type, name, tag, kind) type name;
+  VXK_CTX_FIELDS(VXK_CTX_MEMBER)
+#undef VXK_CTX_MEMBER
 } vxk_ctx;
 
 typedef void (*vxk_kernel)(vxk_ctx *ctx);
