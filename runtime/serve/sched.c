@@ -27,7 +27,7 @@ typedef struct sched_hist {
 } sched_hist;
 
 typedef struct sched_variant {
-  char key[512];              /* the parameter set, canonical: "budget=512;..." */
+  char key[512];              /* the parameter set, canonical: "budget=512, window=64" */
   vxrt_policy *policy;
   int index;                  /* attn_row.sparse of its rows */
 } sched_variant;
@@ -111,7 +111,8 @@ static int variant_index(sched *s, sched_req *r) {
   char key[sizeof s->var[0].key];
   size_t k = 0;
   for (int i = 0; i < n && k < sizeof key; i++)
-    k += (size_t)snprintf(key + k, sizeof key - k, "%s=%.17g;", m[i].name, m[i].value);
+    k += (size_t)snprintf(key + k, sizeof key - k, "%s%s=%.17g", i ? ", " : "", m[i].name,
+                          m[i].value);
   for (int i = 0; i < s->nvar; i++)
     if (!strcmp(s->var[i].key, key))
       return s->var[i].index;
@@ -122,11 +123,11 @@ static int variant_index(sched *s, sched_req *r) {
   }
   sched_variant *v = &s->var[s->nvar];
   if (serve_load_policy(x, x->o.policy, m, n, &v->policy) != 0) {
-    serve_errf(r->err, "vx parameters %s: %s", key, vxrt_last_error());
+    serve_errf(r->err, "vx parameters (%s): %s", key, vxrt_last_error());
     return -1;
   }
   if (x->attn->ops->add_policy(x->attn, v->policy, &v->index) != 0) {
-    serve_errf(r->err, "vx parameters %s: %s", key, x->attn->err);
+    serve_errf(r->err, "vx parameters (%s): %s", key, x->attn->err);
     vxrt_policy_free(v->policy);
     return -1;
   }

@@ -28,7 +28,7 @@ extern char **environ;
 enum { NPROMPTS = 8 };
 
 static struct {
-  int port, clients, rounds, max_tokens, bad, abandon, flood, timeout_s;
+  int port, clients, rounds, max_tokens, bad, abandon, flood, timeout_s, duration;
   const char *serve, **gen_args;
   int ngen_args;
 } opt = {.port = 8000, .clients = 0, .rounds = 1, .max_tokens = 32, .timeout_s = 120};
@@ -252,7 +252,9 @@ static void note_latency(double t) {
  * flood set, a 503 is accepted (it must carry Retry-After), and a 400 saying the request can
  * never fit the KV pool. */
 static void complete(int i, int stream, int flood, const char *who) {
-  char *esc = cJSON_PrintUnformatted(cJSON_CreateString(prompts[i])), body[16384], what[96];
+  cJSON *ps = cJSON_CreateString(prompts[i]);
+  char *esc = cJSON_PrintUnformatted(ps), body[16384], what[96];
+  cJSON_Delete(ps);
   snprintf(body, sizeof body, "{\"model\":\"x\",\"prompt\":%s,\"max_tokens\":%d,\"temperature\":0,"
            "\"stream\":%s,\"unknown_field\":[1,2]}", esc, opt.max_tokens, stream ? "true" : "false");
   free(esc);
@@ -352,12 +354,32 @@ static void make_prompts(void) {
 
 /* ------------------------------------------------------------------ phases */
 
+/* A streaming request read up to its first event, then dropped. */
+static void *abandon(void *arg) {
+  int n = (int)(long)arg;
+  for (int k = 0; k < n; k++) {
+    int fd = dial();
+    char buf[512];
+    const char *body = "{\"prompt\":\"Once upon a time\",\"max_tokens\":400,\"stream\":true}";
+    if (fd < 0 || send_request(fd, "POST", "/v1/completions", body) != 0 ||
+        recv(fd, buf, sizeof buf, 0) <= 0)
+      fail("abandoned stream %d: no first bytes", k);
+    if (fd >= 0)
+      close(fd);
+  }
+  return NULL;
+}
+
 static void *client(void *arg) {
   int id = (int)(long)arg;
   char who[32];
   snprintf(who, sizeof who, "client %d", id);
-  for (int k = 0; k < opt.rounds; k++)
+  double end = now() + opt.duration;
+  for (int k = 0; k < opt.rounds || now() < end; k++) {
     complete((id + k) % NPROMPTS, id % 2, opt.flood > 0, who);
+    if (opt.duration && k % 8 == 7) /* now and then one that is dropped mid-stream */
+      abandon((void *)1L);
+  }
   return NULL;
 }
 
@@ -448,22 +470,6 @@ static void *bad_inputs(void *arg) {
   return NULL;
 }
 
-/* A streaming request read up to its first event, then dropped. */
-static void *abandon(void *arg) {
-  int n = (int)(long)arg;
-  for (int k = 0; k < n; k++) {
-    int fd = dial();
-    char buf[512];
-    const char *body = "{\"prompt\":\"Once upon a time\",\"max_tokens\":400,\"stream\":true}";
-    if (fd < 0 || send_request(fd, "POST", "/v1/completions", body) != 0 ||
-        recv(fd, buf, sizeof buf, 0) <= 0)
-      fail("abandoned stream %d: no first bytes", k);
-    if (fd >= 0)
-      close(fd);
-  }
-  return NULL;
-}
-
 static long metric(const char *body, const char *name) {
   const char *p = body;
   size_t L = strlen(name);
@@ -499,7 +505,7 @@ static void check_pages_free(void) {
 static void usage(void) {
   fprintf(stderr,
           "usage: serve_load --port P [--clients N] [--rounds R] [--max-tokens T] [--bad]\n"
-          "                  [--abandon N] [--flood N] [--timeout S]\n"
+          "                  [--abandon N] [--flood N] [--timeout S] [--duration S]\n"
           "                  [--reference VX_SERVE GENERATE_ARGS... --]\n");
 }
 
@@ -517,12 +523,13 @@ static int parse(int argc, char **argv) {
       i++;
     } else if (more && (!strcmp(a, "--port") || !strcmp(a, "--clients") || !strcmp(a, "--rounds") ||
                         !strcmp(a, "--max-tokens") || !strcmp(a, "--abandon") ||
-                        !strcmp(a, "--flood") || !strcmp(a, "--timeout"))) {
+                        !strcmp(a, "--flood") || !strcmp(a, "--timeout") ||
+                        !strcmp(a, "--duration"))) {
       int v = atoi(argv[++i]);
       *(!strcmp(a, "--port") ? &opt.port : !strcmp(a, "--clients") ? &opt.clients
         : !strcmp(a, "--rounds") ? &opt.rounds : !strcmp(a, "--max-tokens") ? &opt.max_tokens
         : !strcmp(a, "--abandon") ? &opt.abandon : !strcmp(a, "--flood") ? &opt.flood
-        : &opt.timeout_s) = v;
+        : !strcmp(a, "--duration") ? &opt.duration : &opt.timeout_s) = v;
     } else {
       usage();
       return -1;
