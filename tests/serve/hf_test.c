@@ -368,7 +368,7 @@ static void tokenizer_checks(const char *dir) {
   for (int r = 0; r < 50; r++) {
     size_t len = (size_t)next_int(0, 599), k = 0;
     for (size_t i = 0; i < len; i++)
-      text[i] = (char)(r % 2 ? next_int(0, 255) : " he\nllo 123'sw\xc3\xa9\xe2\x80\x94"[next_int(0, 20)]);
+      text[i] = (char)(r % 2 ? next_int(0, 255) : " he\nllo 123'sw\xc3\xa9\xe2\x80\x94"[next_int(0, 18)]);
     int n = tokenizer_encode(t, text, len, tok, 700);
     for (int i = 1; i < n; i++) {
       size_t pl;
@@ -419,8 +419,11 @@ static void bad_folders(const char *work) {
   CHECK(system(cmd) == 0, "truncate");
   expect_load_error(dir, "truncated", "model.safetensors");
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  unsigned char bad[40] = {32}; /* header length 32, then 32 bytes that are not JSON */
+  memset(bad + 8, ' ', 32);
+  memcpy(bad + 8, "{\"a\": not json", 14);
   FILE *f = fopen(path, "wb");
-  fwrite("\x20\0\0\0\0\0\0\0{\"a\": not json            ", 1, 40, f);
+  fwrite(bad, 1, sizeof bad, f);
   fclose(f);
   expect_load_error(dir, "is corrupt", "model.safetensors");
   snprintf(path, sizeof path, "%s/config.json", dir);
