@@ -50,7 +50,7 @@ typedef struct http_conn {
   char method[8], path[64];
   char *body;
   size_t nbody, cap;
-  int too_large, status, fd;
+  int status, fd, dropped;
   char note[96];             /* what the log line adds: the end of the generation, an error */
   http_completion c;
   sched_req *r;
@@ -439,6 +439,13 @@ static http_conn *conn_new(http_server *v, struct MHD_Connection *mc, const char
   return c;
 }
 
+static enum MHD_Result too_large(http_conn *c, struct MHD_Connection *mc) {
+  char msg[128];
+  snprintf(msg, sizeof msg, "the body is larger than the server's limit of %ld bytes",
+           c->srv->o.max_body);
+  return respond_error(c, mc, 413, msg, NULL);
+}
+
 /* First call of a request: route it; GET routes and refusals are answered at once. */
 static enum MHD_Result route(http_conn *c, struct MHD_Connection *mc) {
   static const struct {
@@ -459,7 +466,7 @@ static enum MHD_Result route(http_conn *c, struct MHD_Connection *mc) {
       return routes[i].get(c, mc);
     const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > (unsigned long long)c->srv->o.max_body)
-      c->too_large = 1;
+      return too_large(c, mc); /* answered unread; the connection closes after it */
     return MHD_YES;
   }
   char msg[128];
@@ -482,9 +489,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
   if (*upload_size) {
     size_t n = *upload_size;
     *upload_size = 0;
-    if (c->too_large || c->nbody + n > (size_t)c->srv->o.max_body) {
-      c->too_large = 1;
-      return MHD_YES;
+    if (c->nbody + n > (size_t)c->srv->o.max_body) {
+      /* a chunked body past the limit: read and dropped (libmicrohttpd cannot answer in the
+       * middle of an upload), answered 413 at its end; a connection dropped at 16 times it */
+      c->nbody += n;
+      c->dropped = 1;
+      if (c->nbody <= 16 * (size_t)c->srv->o.max_body)
+        return MHD_YES;
+      c->status = 413;
+      snprintf(c->note, sizeof c->note, "body past 16 times the limit: connection closed");
+      return MHD_NO;
     }
     if (grow((void **)&c->body, &c->cap, c->nbody + n + 1, 1))
       return MHD_NO;
@@ -492,13 +506,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     c->nbody += n;
     return MHD_YES;
   }
-  if (c->too_large) {
-    char msg[128];
-    snprintf(msg, sizeof msg, "the body is larger than the server's limit of %ld bytes",
-             c->srv->o.max_body);
-    return respond_error(c, mc, 413, msg, NULL);
-  }
-  return post_completions(c, mc);
+  return c->dropped ? too_large(c, mc) : post_completions(c, mc);
 }
 
 static void log_request(const http_conn *c) {
@@ -530,7 +538,8 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **req,
     c->status = 408, snprintf(c->note, sizeof c->note, "timed out reading the body: closed");
   else if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && (!c->status || !c->finished))
     c->status = c->status && c->status != 200 ? c->status : 499,
-    snprintf(c->note, sizeof c->note, "client went away");
+    snprintf(c->note + strlen(c->note), sizeof c->note - strlen(c->note), "%sclient went away",
+             c->note[0] ? "; " : "");
   log_request(c);
   sched_note_status(v->s, c->status);
   if (c->r)
