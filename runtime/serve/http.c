@@ -578,7 +578,7 @@ static int serve_option(http_opts *o, int argc, char **argv, int *i) {
     const char *name;
     double lo, hi;
   } nums[] = {{"--port", 0, 65535},           {"--kv-pages", 1, 1 << 30},
-              {"--queue", 0, 1 << 20},         {"--max-body", 64, 1 << 30},
+              {"--queue", 1, 1 << 20},         {"--max-body", 64, 1 << 30},
               {"--body-timeout", 1, 3600},     {"--max-connections", 4, 65536},
               {"--request-timeout", 0.01, 1e6}, {"--shutdown-timeout", 0, 3600}};
   /* the first six are integers, in this order; the last two seconds */
