@@ -242,7 +242,7 @@ static int failure(const http_conn *c, char *msg, size_t cap) {
   switch (c->stop_hit ? SCHED_END_STOP : c->end) {
   case SCHED_END_TIMEOUT:
     snprintf(msg, cap, "the request timed out after %g s (%s)", c->srv->o.request_timeout,
-             c->ntext ? "while generating" : "waiting for KV pages");
+             c->ntext ? "while generating" : "queued: no free row or KV pages");
     return c->ntext ? 504 : 503;
   case SCHED_END_SHUTDOWN:
     snprintf(msg, cap, "the server stopped before the request finished");
