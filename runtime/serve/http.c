@@ -164,20 +164,22 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
 
 /* Ends the text at the first stop string, if one appeared in it (from `from` on). */
 static void find_stop(http_conn *c, size_t from) {
-  size_t best = SIZE_MAX;
+  size_t best = SIZE_MAX, best_end = 0;
   for (int i = 0; i < c->c.nstop; i++) {
     size_t L = strlen(c->c.stop[i]);
     size_t start = from >= L ? from - L + 1 : 0;
     for (size_t p = start; p + L <= c->tlen && p < best; p++)
       if (!memcmp(c->text + p, c->c.stop[i], L))
-        best = p;
+        best = p, best_end = p + L;
   }
   if (best == SIZE_MAX)
     return;
-  int k = 0; /* tokens up to the one that completed the stop string */
+  int used = 0, k = 0; /* tokens generated up to the stop string's end; tokens before it */
+  while (used < c->ntext && (size_t)c->off[used] < best_end)
+    used++;
   while (k < c->ntext && (size_t)c->off[k] < best)
     k++;
-  c->ntok_final = k;
+  c->ntok_final = used;
   c->ntext = k;
   c->tlen = best;
   for (int i = 0; i <= c->ntext; i++)
