@@ -178,6 +178,27 @@ static int check_usage(const cJSON *o, int max_tokens, const char *what) {
   return 0;
 }
 
+/* With logprobs: one per completion token, each <= 0, the tokens spelling the text. */
+static void check_logprobs(const cJSON *o, const cJSON *ch, const char *text, const char *what) {
+  const cJSON *lp = cJSON_GetObjectItem(ch, "logprobs"), *t, *v;
+  if (cJSON_IsNull(lp))
+    return;
+  const cJSON *toks = cJSON_GetObjectItem(lp, "tokens"), *vals = cJSON_GetObjectItem(lp, "token_logprobs");
+  int n = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "usage"),
+                                                        "completion_tokens"));
+  size_t at = 0;
+  int ok = cJSON_GetArraySize(toks) == n && cJSON_GetArraySize(vals) == n;
+  cJSON_ArrayForEach(t, toks) {
+    const char *s = cJSON_GetStringValue(t);
+    size_t k = s ? strlen(s) : 0;
+    ok &= s && !strncmp(text + at, s, k);
+    at += ok ? k : 0;
+  }
+  cJSON_ArrayForEach(v, vals) ok &= cJSON_IsNumber(v) && cJSON_GetNumberValue(v) <= 0;
+  if (!ok || at != strlen(text))
+    fail("%s: logprobs do not match the text and usage", what);
+}
+
 /* The text of a non-streamed completion, checked; NULL when it failed (said why). */
 static char *whole_text(const reply *r, const char *what) {
   cJSON *o = cJSON_Parse(r->body);
@@ -187,8 +208,10 @@ static char *whole_text(const reply *r, const char *what) {
   char *out = NULL;
   if (!text || !fin)
     fail("%s: no text or finish_reason in %.200s", what, r->body);
-  else if (check_usage(o, opt.max_tokens, what) == 0)
+  else if (check_usage(o, opt.max_tokens, what) == 0) {
+    check_logprobs(o, ch, text, what);
     out = strdup(text);
+  }
   cJSON_Delete(o);
   return out;
 }
@@ -256,7 +279,8 @@ static void complete(int i, int stream, int flood, const char *who) {
   char *esc = cJSON_PrintUnformatted(ps), body[16384], what[96];
   cJSON_Delete(ps);
   snprintf(body, sizeof body, "{\"model\":\"x\",\"prompt\":%s,\"max_tokens\":%d,\"temperature\":0,"
-           "\"stream\":%s,\"unknown_field\":[1,2]}", esc, opt.max_tokens, stream ? "true" : "false");
+           "\"stream\":%s,\"logprobs\":%s,\"unknown_field\":[1,2]}", esc, opt.max_tokens,
+           stream ? "true" : "false", i % 3 == 0 ? "0" : "null");
   free(esc);
   snprintf(what, sizeof what, "%s prompt %d%s", who, i, stream ? " (stream)" : "");
   reply r;
