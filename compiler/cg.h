@@ -50,10 +50,23 @@ typedef struct CgPtxResult {
   double ms;        /* VIR to PTX */
 } CgPtxResult;
 
+/* Registers LLVM's x86-64 and NVPTX targets, once per process. The registry is not
+ * thread-safe: code generation calls this before it creates any target machine. */
+void cg_init_targets(void);
+
+/* Why GPU code generation failed, as text: it runs on threads that must not touch the Diags,
+ * so the caller reports it (compile.c). */
+typedef struct CgError {
+  char code[8];      /* E1006 (a construct the GPU path cannot map yet), E1002, E1003 */
+  char message[512];
+  char hint[2048];
+} CgError;
+
 /* Compiles m's GPU kernels for one sm ("sm_90") and each shape into one PTX module, each
- * kernel kind on a thread of its own. */
-bool cg_nvptx_compile(const VirModule *m, Diags *diags, Span where, const char *sm, const CgShape *shapes,
-                      int nshapes, CgPtxResult *out);
+ * kernel kind on a thread of its own; false with err filled. Touches no Diags, so it may run
+ * beside host code generation. */
+bool cg_nvptx_compile(const VirModule *m, const char *sm, const CgShape *shapes, int nshapes,
+                      CgPtxResult *out, CgError *err);
 void cg_ptx_result_free(CgPtxResult *r);
 /* The kernel kinds m needs on the GPU (bits of CgGpuKernel). */
 unsigned cg_nvptx_kernels(const VirModule *m);

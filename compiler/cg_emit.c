@@ -7,6 +7,7 @@
 #include "cg_llvm.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -42,11 +43,24 @@ static const char *pipeline(int level) {
                     : "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,loop-mssa(licm))";
 }
 
-static LLVMTargetMachineRef host_machine(Diags *d, Span where, int level) {
+static void init_targets(void) {
   LLVMInitializeX86TargetInfo();
   LLVMInitializeX86Target();
   LLVMInitializeX86TargetMC();
   LLVMInitializeX86AsmPrinter();
+  LLVMInitializeNVPTXTargetInfo();
+  LLVMInitializeNVPTXTarget();
+  LLVMInitializeNVPTXTargetMC();
+  LLVMInitializeNVPTXAsmPrinter();
+}
+
+void cg_init_targets(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, init_targets);
+}
+
+static LLVMTargetMachineRef host_machine(Diags *d, Span where, int level) {
+  cg_init_targets();
   LLVMTargetRef target;
   char *err = NULL;
   if (LLVMGetTargetFromTriple("x86_64-pc-linux-gnu", &target, &err)) {

@@ -64,9 +64,7 @@ typedef struct Gx {
   const VirModule *m;
   CgShape s;
   bool failed;
-  struct {
-    char code[8], message[512], hint[2048];
-  } error;              /* the first failure, reported by the caller's thread */
+  CgError error;        /* the first failure, reported by the caller's thread */
   char suffix[48];
   /* the kernel being built */
   LLVMValueRef fn, args;
@@ -2120,16 +2118,8 @@ static bool intrinsics_allowed(Gx *g) {
   return true;
 }
 
-static void init_nvptx(void) {
-  LLVMInitializeNVPTXTargetInfo();
-  LLVMInitializeNVPTXTarget();
-  LLVMInitializeNVPTXTargetMC();
-  LLVMInitializeNVPTXAsmPrinter();
-}
-
 static LLVMTargetMachineRef nvptx_machine(Gx *g, const char *sm) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, init_nvptx);
+  cg_init_targets();
   LLVMTargetRef target;
   char *err = NULL;
   if (LLVMGetTargetFromTriple("nvptx64-nvidia-cuda", &target, &err)) {
@@ -2285,9 +2275,10 @@ static char *merge_ptx(PtxJob *jobs, int n, size_t *len) {
   return out;
 }
 
-bool cg_nvptx_compile(const VirModule *m, Diags *diags, Span where, const char *sm, const CgShape *shapes,
-                      int nshapes, CgPtxResult *out) {
+bool cg_nvptx_compile(const VirModule *m, const char *sm, const CgShape *shapes, int nshapes,
+                      CgPtxResult *out, CgError *err) {
   memset(out, 0, sizeof *out);
+  memset(err, 0, sizeof *err);
   double t0 = now_ms();
   out->kernels = cg_nvptx_kernels(m);
   PtxJob jobs[CG_GPU_NKERNELS];
@@ -2308,15 +2299,14 @@ bool cg_nvptx_compile(const VirModule *m, Diags *diags, Span where, const char *
   bool ok = true;
   for (int i = 0; i < njobs && ok; i++)
     if (jobs[i].g.failed) {
-      Diagnostic *d = diag_error(diags, where, jobs[i].g.error.code, "%s", jobs[i].g.error.message);
-      if (jobs[i].g.error.hint[0])
-        diag_hint(diags, d, "%.2000s", jobs[i].g.error.hint);
+      *err = jobs[i].g.error;
       ok = false;
     }
   if (ok) {
     out->ptx = merge_ptx(jobs, njobs, &out->len);
     if (!out->ptx) {
-      diag_error(diags, where, "E1003", "code generation failed: out of memory");
+      snprintf(err->code, sizeof err->code, "E1003");
+      snprintf(err->message, sizeof err->message, "code generation failed: out of memory");
       ok = false;
     }
   }

@@ -7,12 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "front.h"
+#include "compile.h"
 #include "lex.h"
-#include "cg.h"
-#include "lower.h"
-#include "package.h"
-#include "pass.h"
 #include "report.h"
 
 #ifndef VX_VERSION
@@ -21,8 +17,6 @@
 
 /* EMIT_ARTIFACT, the default, compiles FILE to a loadable artifact. */
 typedef enum Emit { EMIT_ARTIFACT, EMIT_TOKENS, EMIT_AST, EMIT_IR, EMIT_LLVM, EMIT_PTX } Emit;
-
-enum { MAX_TARGETS = 4, MAX_SHAPES = 32 };
 
 typedef struct Options {
   const char *input;
@@ -33,9 +27,9 @@ typedef struct Options {
   const char *output; /* -o */
   int opt_level;      /* -O1 (default) or -O2 */
   ReportOptions report;
-  const char *targets[MAX_TARGETS]; /* --target sm_90 ... */
+  const char *targets[COMPILE_MAX_TARGETS]; /* --target sm_90 ... */
   int ntargets;
-  CgShape shapes[MAX_SHAPES];       /* --shape D=..,G=..,P=..,kv=.. */
+  CgShape shapes[COMPILE_MAX_SHAPES];       /* --shape D=..,G=..,P=..,kv=.. */
   int nshapes;
 } Options;
 
@@ -126,14 +120,14 @@ static int parse_options(int argc, char **argv, Options *o) {
       const char *t = argv[++i];
       if (strcmp(t, "sm_90") && strcmp(t, "sm_80"))
         return usage_error("unknown --target '%s' (expected sm_90 or sm_80)", t);
-      if (o->ntargets == MAX_TARGETS)
+      if (o->ntargets == COMPILE_MAX_TARGETS)
         return usage_error("%s", "too many --target options");
       o->targets[o->ntargets++] = t;
     } else if (!strcmp(a, "--shape")) {
       if (i + 1 >= argc)
         return usage_error("%s", "--shape needs D=..,G=..,P=..,kv=..");
       char err[160];
-      if (o->nshapes == MAX_SHAPES)
+      if (o->nshapes == COMPILE_MAX_SHAPES)
         return usage_error("%s", "too many --shape options");
       if (!cg_shape_parse(argv[++i], &o->shapes[o->nshapes], err, sizeof err))
         return usage_error("%s", err);
@@ -166,22 +160,12 @@ static int parse_options(int argc, char **argv, Options *o) {
   if (o->emit == EMIT_PTX && !o->ntargets)
     o->targets[o->ntargets++] = "sm_90";
   if (o->ntargets && !o->nshapes)
-    o->nshapes = cg_default_shapes(o->shapes, MAX_SHAPES);
+    o->nshapes = cg_default_shapes(o->shapes, COMPILE_MAX_SHAPES);
   if (!report_check_options(&o->report))
     return 2;
   if (o->report.enabled && o->report.json && !o->format_given)
     o->format = DIAG_JSON; /* --report=json: every failure is JSON */
   return -1;
-}
-
-/* Lowers and optimises; NULL when the verifier caught a compiler bug. */
-static VirModule *middle_end(Compilation *c) {
-  VirModule *m = lower_policy(&c->arena, c->policy);
-  if (pass_run(m, stderr)) {
-    fputs("vxc: internal error: invalid VIR (a compiler bug; please report it)\n", stderr);
-    return NULL;
-  }
-  return m;
 }
 
 /* NAME.vxp in the current directory for input .../NAME.vx. */
@@ -303,7 +287,7 @@ static int back_end(Compilation *c, const Options *o) {
     if (!path)
       return 2;
   }
-  VirModule *m = middle_end(c);
+  VirModule *m = compile_middle(c);
   if (!m) {
     free(path);
     return 3;
@@ -312,33 +296,23 @@ static int back_end(Compilation *c, const Options *o) {
     vir_print(stdout, m);
     return 0;
   }
-  CgHostResult r = {0};
-  CgPtxResult ptx[MAX_TARGETS] = {0};
-  bool ok = true;
-  if (o->emit == EMIT_ARTIFACT || o->emit == EMIT_LLVM)
-    ok = (o->emit == EMIT_LLVM || pkg_fits(m, &c->diags, c->policy->span)) &&
-         cg_host_compile(m, &c->diags, c->policy->span, o->opt_level, o->emit == EMIT_LLVM, &r);
-  for (int i = 0; ok && i < o->ntargets && (o->emit == EMIT_ARTIFACT || i == 0); i++)
-    ok = cg_nvptx_compile(m, &c->diags, c->policy->span, o->targets[i], o->shapes, o->nshapes, &ptx[i]);
-  if (ok && o->emit == EMIT_LLVM) {
-    fputs(r.llvm_ir, stdout);
-  } else if (ok && o->emit == EMIT_PTX) {
-    fputs(ptx[0].ptx, stdout);
-  } else if (ok) {
-    char names[MAX_SHAPES][32];
-    const char *shape_names[MAX_SHAPES];
-    for (int i = 0; i < o->nshapes; i++) {
-      cg_shape_name(&o->shapes[i], names[i], sizeof names[i]);
-      shape_names[i] = names[i];
-    }
-    PkgPtx sections[MAX_TARGETS];
-    for (int i = 0; i < o->ntargets; i++)
-      sections[i] = (PkgPtx){o->targets[i], &ptx[i], shape_names, o->nshapes};
-    ok = pkg_emit(m, &c->src, &r, sections, o->ntargets, path, NULL, NULL, &c->diags, c->policy->span);
-  }
-  for (int i = 0; i < o->ntargets; i++)
-    cg_ptx_result_free(&ptx[i]);
-  cg_host_result_free(&r);
+  CompileOptions co;
+  compile_options_init(&co);
+  co.opt_level = o->opt_level;
+  co.llvm_ir_only = o->emit == EMIT_LLVM;
+  co.targets = o->targets;
+  co.ntargets = o->emit == EMIT_LLVM ? 0 : o->emit == EMIT_PTX ? 1 : o->ntargets;
+  co.shapes = o->shapes;
+  co.nshapes = o->nshapes;
+  CompileCode code;
+  bool ok = compile_code(c, m, &co, &code);
+  if (ok && o->emit == EMIT_LLVM)
+    fputs(code.host.llvm_ir, stdout);
+  else if (ok && o->emit == EMIT_PTX)
+    fputs(code.ptx[0].ptx, stdout);
+  else if (ok)
+    ok = compile_package(c, m, &code, &co, path, NULL, NULL);
+  compile_code_free(&code);
   free(path);
   if (!ok && output_io_error(&c->diags))
     return 2;
@@ -373,7 +347,7 @@ int main(int argc, char **argv) {
     ast_print(stdout, c.policy, true);
   rc = nerrors ? 1 : 0;
   if (nerrors == 0 && o.report.enabled) {
-    VirModule *m = middle_end(&c);
+    VirModule *m = compile_middle(&c);
     rc = m ? report_run(m, &o.report, stdout, stderr) : 3;
   } else if (nerrors == 0 && !o.check && (o.emit == EMIT_ARTIFACT || o.emit == EMIT_IR || o.emit == EMIT_LLVM || o.emit == EMIT_PTX)) {
     rc = back_end(&c, &o);

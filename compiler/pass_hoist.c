@@ -45,20 +45,3 @@ void pass_hoist(VirModule *m) {
     k->each = kept;
   }
 }
-
-int pass_run(VirModule *m, FILE *err) {
-  int problems = 0;
-#ifndef NDEBUG
-  problems += vir_verify(m, err);
-#endif
-  pass_fold(m);
-#ifndef NDEBUG
-  problems += vir_verify(m, err);
-#endif
-  pass_hoist(m);
-#ifndef NDEBUG
-  problems += vir_verify(m, err);
-#endif
-  (void)err;
-  return problems;
-}

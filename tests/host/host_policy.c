@@ -7,11 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cg.h"
-#include "front.h"
-#include "lower.h"
-#include "package.h"
-#include "pass.h"
+#include "compile.h"
 
 /* The artifact of the policy at path, as vxc would write it; NULL after printing why. */
 static unsigned char *compile_artifact(const char *path, size_t *len) {
@@ -23,15 +19,15 @@ static unsigned char *compile_artifact(const char *path, size_t *len) {
     return NULL;
   }
   Compilation c;
-  int nerrors = front_compile(&c, path, text, n);
-  free(text);
+  CompileOptions o;
+  compile_options_init(&o);
   unsigned char *bytes = NULL;
-  VirModule *m = nerrors ? NULL : lower_policy(&c.arena, c.policy);
-  CgHostResult r = {0};
-  if (m && !pass_run(m, stderr) && cg_host_compile(m, &c.diags, c.policy->span, 1, false, &r))
-    pkg_build(m, &c.src, &r, &bytes, len, &c.diags, c.policy->span);
+  if (!compile_source(&c, path, text, n, &o, &bytes, len)) {
+    free(bytes);
+    bytes = NULL;
+  }
+  free(text);
   diag_render(&c.diags, stderr, DIAG_TEXT);
-  cg_host_result_free(&r);
   front_destroy(&c);
   return bytes;
 }

@@ -12,9 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "front.h"
-#include "lower.h"
-#include "pass.h"
+#include "compile.h"
 #include "report.h"
 
 static int passed, failed;
@@ -57,8 +55,8 @@ static bool load_file(Policy *p, const char *path) {
     front_destroy(&p->c);
     return false;
   }
-  p->m = lower_policy(&p->c.arena, p->c.policy);
-  if (pass_run(p->m, stdout)) {
+  p->m = compile_middle(&p->c);
+  if (!p->m) {
     front_destroy(&p->c);
     return false;
   }
