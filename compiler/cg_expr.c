@@ -2,6 +2,8 @@
  * cg_expr.h). Never decides where a value lives or which thread computes it; never prints. */
 #include "cg_expr.h"
 
+#include "builtins.h"
+
 #include <string.h>
 
 void cg_expr_init(CgExpr *e, LLVMContextRef ctx, LLVMModuleRef mod, LLVMBuilderRef b, CgMathHook math) {
@@ -129,21 +131,15 @@ LLVMValueRef cg_expr_binary(CgExpr *e, Op op, Type t, Type lt, Type rt, LLVMValu
   }
 }
 
-/* Built-ins by name: the float functions lowered through the target's math hook, and
- * the rest. ORDER: an entry's kind decides the type its operands are converted to. */
-typedef enum CallKind { CALL_FLOAT, CALL_SAME, CALL_OWN } CallKind;
+/* Built-ins (builtins.h): how each types its operands, and the intrinsic a float function
+ * lowers through the target's math hook (NULL: lowered here by hand). */
 static const struct {
-  const char *name, *intrinsic;
-  CallKind kind;
-} builtins[] = {
-  {"exp", "llvm.exp", CALL_FLOAT},     {"log", "llvm.log", CALL_FLOAT},   {"sqrt", "llvm.sqrt", CALL_FLOAT},
-  {"floor", "llvm.floor", CALL_FLOAT}, {"ceil", "llvm.ceil", CALL_FLOAT}, {"round", "llvm.round", CALL_FLOAT},
-  {"cos", "llvm.cos", CALL_FLOAT},     {"sin", "llvm.sin", CALL_FLOAT},   {"tanh", "llvm.tanh", CALL_FLOAT},
-  {"acos", "llvm.acos", CALL_FLOAT},   {"pow", "llvm.pow", CALL_FLOAT},   {"rsqrt", NULL, CALL_FLOAT},
-  {"sigmoid", NULL, CALL_FLOAT},       {"max", NULL, CALL_SAME},          {"min", NULL, CALL_SAME},
-  {"clamp", NULL, CALL_SAME},          {"abs", NULL, CALL_SAME},          {"sign", NULL, CALL_SAME},
-  {"popcount", NULL, CALL_OWN},        {"int", NULL, CALL_OWN},           {"u32", NULL, CALL_OWN},
-  {"float", NULL, CALL_OWN},           {"f32", NULL, CALL_OWN},
+  BuiltinOperands ops;
+  const char *intrinsic;
+} builtins[BI_COUNT] = {
+#define CG_BUILTIN(name, cls, nargs, ops, intrinsic, fold1, fold2) [BI_##name] = {ops, intrinsic},
+    VX_BUILTINS(CG_BUILTIN)
+#undef CG_BUILTIN
 };
 
 static LLVMValueRef math1(CgExpr *e, const char *name, LLVMValueRef x) { return e->math(e, name, &x, 1); }
@@ -168,23 +164,16 @@ static LLVMValueRef sign_of(CgExpr *e, Type t, LLVMValueRef x) {
   return LLVMBuildSub(b, pos, neg, "");
 }
 
-static size_t builtin_index(const char *n) {
-  size_t k = 0, nb = sizeof builtins / sizeof builtins[0];
-  while (k < nb && strcmp(builtins[k].name, n))
-    k++;
-  return k;
-}
-
 Type cg_expr_call_operand_type(const char *n, Type t, Type at) {
-  size_t k = builtin_index(n);
-  if (k == sizeof builtins / sizeof builtins[0])
+  Builtin k = builtin_find(n);
+  if (k == BI_COUNT)
     return at;
-  return builtins[k].kind == CALL_FLOAT ? TY_F32 : builtins[k].kind == CALL_SAME ? t : at;
+  return builtins[k].ops == OPS_F32 ? TY_F32 : builtins[k].ops == OPS_SAME ? t : at;
 }
 
 LLVMValueRef cg_expr_call(CgExpr *e, const char *n, Type t, const Type *at, LLVMValueRef *args, int nargs) {
-  size_t k = builtin_index(n);
-  if (k == sizeof builtins / sizeof builtins[0]) {
+  Builtin k = builtin_find(n);
+  if (k == BI_COUNT || builtins[k].ops == OPS_NONE) {
     if (!e->unsupported)
       e->unsupported = n;
     return LLVMConstNull(cg_expr_type(e, t));
@@ -195,25 +184,29 @@ LLVMValueRef cg_expr_call(CgExpr *e, const char *n, Type t, const Type *at, LLVM
   if (builtins[k].intrinsic)
     return e->math(e, builtins[k].intrinsic, a, nargs);
   LLVMBuilderRef b = e->b;
-  if (!strcmp(n, "rsqrt"))
+  switch (k) {
+  case BI_rsqrt:
     return LLVMBuildFDiv(b, f32c(e, 1), math1(e, "llvm.sqrt", a[0]), "");
-  if (!strcmp(n, "sigmoid"))
+  case BI_sigmoid:
     return LLVMBuildFDiv(b, f32c(e, 1), LLVMBuildFAdd(b, f32c(e, 1), math1(e, "llvm.exp", LLVMBuildFNeg(b, a[0], "")), ""), "");
-  if (!strcmp(n, "max") || !strcmp(n, "min"))
-    return minmax(e, n[1] == 'a', t, a[0], a[1]);
-  if (!strcmp(n, "clamp"))
+  case BI_max:
+  case BI_min:
+    return minmax(e, k == BI_max, t, a[0], a[1]);
+  case BI_clamp:
     return minmax(e, false, t, minmax(e, true, t, a[0], a[1]), a[2]);
-  if (!strcmp(n, "abs")) {
+  case BI_abs: {
     if (t == TY_F32)
       return cg_expr_intrinsic(e, "llvm.fabs", e->f32, a, 1);
     LLVMValueRef ab[2] = {a[0], LLVMConstInt(e->i1, 0, 0)};
     return cg_expr_intrinsic(e, "llvm.abs", e->i32, ab, 2);
   }
-  if (!strcmp(n, "sign"))
+  case BI_sign:
     return sign_of(e, t, a[0]);
-  if (!strcmp(n, "popcount"))
+  case BI_popcount:
     return cg_expr_intrinsic(e, "llvm.ctpop", e->i32, a, 1);
-  return cg_expr_convert(e, a[0], at[0], t); /* int, u32, float, f32 */
+  default:
+    return cg_expr_convert(e, a[0], at[0], t); /* int, u32, float, f32 */
+  }
 }
 
 /* ---- reductions: the accumulator's type, its start, one step, merging two, the result ---- */

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "builtins.h"
 #include "pass.h"
 
 static bool fold_binary(Op op, double a, double b, bool ints, double *out) {
@@ -27,32 +28,27 @@ static bool fold_binary(Op op, double a, double b, bool ints, double *out) {
   }
 }
 
+/* A call of constants through the libm function builtins.h names for it; false when there
+ * is none or the result is not finite (left for run time, where it is reported). */
 static bool fold_call(const char *name, const VirValue *const *args, int nargs, double *out) {
   static const struct {
-    const char *name;
-    double (*fn)(double);
-  } unary[] = {{"exp", exp}, {"log", log}, {"sqrt", sqrt}, {"tanh", tanh}, {"floor", floor},
-               {"ceil", ceil}, {"round", round}, {"acos", acos}, {"cos", cos}, {"sin", sin},
-               {"abs", fabs}};
-  if (nargs == 1)
-    for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++)
-      if (!strcmp(name, unary[i].name)) {
-        *out = unary[i].fn(args[0]->num);
-        return isfinite(*out);
-      }
-  if (nargs == 2 && !strcmp(name, "max")) {
-    *out = fmax(args[0]->num, args[1]->num);
-    return true;
-  }
-  if (nargs == 2 && !strcmp(name, "min")) {
-    *out = fmin(args[0]->num, args[1]->num);
-    return true;
-  }
-  if (nargs == 2 && !strcmp(name, "pow")) {
-    *out = pow(args[0]->num, args[1]->num);
-    return isfinite(*out);
-  }
-  return false;
+    double (*fold1)(double);
+    double (*fold2)(double, double);
+  } folds[BI_COUNT] = {
+#define FOLD(name, cls, n, ops, intrinsic, fold1, fold2) [BI_##name] = {fold1, fold2},
+      VX_BUILTINS(FOLD)
+#undef FOLD
+  };
+  Builtin k = builtin_find(name);
+  if (k == BI_COUNT)
+    return false;
+  if (nargs == 1 && folds[k].fold1)
+    *out = folds[k].fold1(args[0]->num);
+  else if (nargs == 2 && folds[k].fold2)
+    *out = folds[k].fold2(args[0]->num, args[1]->num);
+  else
+    return false;
+  return isfinite(*out);
 }
 
 static void fold_value(VirValue *v) {

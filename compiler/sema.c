@@ -5,6 +5,8 @@
  * value stay silent, so one mistake is reported once and independent mistakes all are. */
 #include "sema.h"
 
+#include "builtins.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,11 +70,6 @@ static const IntrinsicInfo intrinsics[] = {
                  "'prob' (this step's attention weights) exists only in an update"},
 };
 
-typedef enum FnClass {
-  FN_FLOAT1, FN_FLOAT2, FN_MINMAX, FN_CLAMP, FN_SAME1, FN_POPCOUNT, FN_TO_F32, FN_TO_I32,
-  FN_TO_U32, FN_GAUSSIAN, FN_LOAD,
-} FnClass;
-
 typedef struct FnInfo {
   const char *name;
   FnClass cls;
@@ -80,15 +77,9 @@ typedef struct FnInfo {
 } FnInfo;
 
 static const FnInfo functions[] = {
-    {"exp", FN_FLOAT1, 1},   {"log", FN_FLOAT1, 1},      {"sqrt", FN_FLOAT1, 1},
-    {"rsqrt", FN_FLOAT1, 1}, {"tanh", FN_FLOAT1, 1},     {"sigmoid", FN_FLOAT1, 1},
-    {"floor", FN_FLOAT1, 1}, {"ceil", FN_FLOAT1, 1},     {"round", FN_FLOAT1, 1},
-    {"acos", FN_FLOAT1, 1},  {"cos", FN_FLOAT1, 1},      {"sin", FN_FLOAT1, 1},
-    {"pow", FN_FLOAT2, 2},   {"max", FN_MINMAX, 2},      {"min", FN_MINMAX, 2},
-    {"clamp", FN_CLAMP, 3},  {"abs", FN_SAME1, 1},       {"sign", FN_SAME1, 1},
-    {"popcount", FN_POPCOUNT, 1}, {"float", FN_TO_F32, 1}, {"f32", FN_TO_F32, 1},
-    {"int", FN_TO_I32, 1},   {"u32", FN_TO_U32, 1},      {"gaussian", FN_GAUSSIAN, 1},
-    {"load", FN_LOAD, 1},
+#define FN_INFO(name, cls, nargs, ops, intrinsic, fold1, fold2) {#name, cls, nargs},
+    VX_BUILTINS(FN_INFO)
+#undef FN_INFO
 };
 
 enum { MAX_AXES_IN_SCOPE = 256, MAX_TENSOR_RANK = 8 };
