@@ -37,6 +37,7 @@ static char *prompts[NPROMPTS], *expected[NPROMPTS];
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static int failures, answered, refused, never_fit, dropped;
 static double lat_sum, lat_max;
+static long tokens_out;
 
 static double now(void) {
   struct timespec ts;
@@ -175,6 +176,9 @@ static int check_usage(const cJSON *o, int max_tokens, const char *what) {
     fail("%s: bad usage", what);
     return -1;
   }
+  pthread_mutex_lock(&mu);
+  tokens_out += c;
+  pthread_mutex_unlock(&mu);
   return 0;
 }
 
@@ -593,9 +597,10 @@ int main(int argc, char **argv) {
   double wall = now() - t0;
   if (opt.clients || opt.abandon || opt.flood)
     check_pages_free();
-  printf("serve_load: %d answers checked%s in %.2f s (%.1f requests/s; latency mean %.3f s, max "
-         "%.3f s), %d refused with 503, %d as never fitting, %d abandoned, %d failures\n",
-         answered, opt.serve ? " against generate" : "", wall, answered / wall,
+  printf("serve_load: %d answers checked%s in %.2f s (%.1f requests/s, %.1f tokens/s out; latency "
+         "mean %.3f s, max %.3f s), %d refused with 503, %d as never fitting, %d abandoned, %d "
+         "failures\n", answered, opt.serve ? " against generate" : "", wall, answered / wall,
+         tokens_out / wall,
          answered ? lat_sum / answered : 0.0, lat_max, refused, never_fit, dropped, failures);
   return failures ? 1 : 0;
 }
