@@ -259,7 +259,7 @@ static int failure(const http_conn *c, char *msg, size_t cap) {
 
 static http_logprobs logprobs_of(const http_conn *c, int from, int to) {
   return (http_logprobs){.text = c->text, .off = c->off + from, .lp = c->r->logprob + from,
-                         .ntok = to - from, .off0 = 0};
+                         .ntok = to - from};
 }
 
 static enum MHD_Result answer_whole(http_conn *c, struct MHD_Connection *mc) {

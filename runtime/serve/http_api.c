@@ -192,10 +192,8 @@ static int parse_fields(const cJSON *o, const serve_ctx *x, int keep_text, http_
   const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
   if (model && !cJSON_IsString(model) && !cJSON_IsNull(model))
     return bad_at(b, "model", "'model' must be a string");
-  const cJSON *so = cJSON_GetObjectItemCaseSensitive(o, "stream_options");
   if (parse_prompt(o, x, keep_text, c, b) || parse_sampling(o, c, b) || parse_stop(o, c, b) ||
-      parse_vx(o, x, c, b) || get_bool(o, "stream", &c->stream, b) ||
-      (cJSON_IsObject(so) && get_bool(so, "include_usage", &c->include_usage, b)))
+      parse_vx(o, x, c, b) || get_bool(o, "stream", &c->stream, b))
     return -1;
   int ctx = x->m->cfg.ctx;
   if (c->nprompt > ctx)
@@ -322,7 +320,7 @@ static int add_logprobs(cJSON *choice, const http_logprobs *l) {
     if (add_clean_string(toks, NULL, l->text + l->off[i], (size_t)(l->off[i + 1] - l->off[i])))
       return -1;
     cJSON_AddItemToArray(lps, cJSON_CreateNumber(l->lp[i]));
-    cJSON_AddItemToArray(offs, cJSON_CreateNumber(l->off[i] - l->off0));
+    cJSON_AddItemToArray(offs, cJSON_CreateNumber(l->off[i]));
   }
   return 0;
 }

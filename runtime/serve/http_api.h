@@ -19,7 +19,7 @@ typedef struct http_completion {
   int *prompt;                 /* malloc'd token ids, BOS first for text prompts */
   int nprompt;
   char *prompt_text;           /* malloc'd, only when asked (for the log); else NULL */
-  int max_tokens, stream, include_usage;
+  int max_tokens, stream;
   int logprobs;                /* -1: none; else the chosen tokens' log probabilities */
   sample_opts sample;
   int has_seed;
@@ -45,12 +45,12 @@ void http_completion_free(http_completion *c);
 char *http_error_json(const char *msg, const char *type, const char *param);
 
 /* The logprobs of ntok tokens: their pieces (text[off[i], off[i + 1]), off has ntok + 1
- * entries), log probabilities and offsets within the completion (from off0). */
+ * entries), log probabilities and offsets (off[i]: from the completion's start). */
 typedef struct http_logprobs {
   const char *text;
   const int *off;
   const float *lp;
-  int ntok, off0;
+  int ntok;
 } http_logprobs;
 
 /* A completion (or a streamed chunk: the same object with a text delta) as a malloc'd

@@ -47,7 +47,7 @@ struct sched {
   int status_code[SCHED_MAX_STATUS];
   long status_count[SCHED_MAX_STATUS];
   long ends[SCHED_END_ERROR + 1];
-  long tokens_in, tokens_out, steps;
+  long tokens_in, tokens_out;
   sched_hist step_hist, ttft_hist;
 };
 
@@ -139,7 +139,6 @@ static int variant_index(sched *s, sched_req *r) {
 
 static void finish(sched *s, sched_req *r, sched_end why) {
   r->end = why;
-  r->t_done = serve_now();
   s->ends[why]++;
 }
 
@@ -151,7 +150,6 @@ static void unrun(sched *s, sched_req *r) {
       break;
     }
   r->next = NULL;
-  r->running = 0;
   s->nrunning--;
   s->reserved -= r->pages;
 }
@@ -231,7 +229,6 @@ static void admit(sched *s) {
     r->logprob = r->lp;
     r->pages = pages_needed(s, r);
     s->reserved += r->pages;
-    r->running = 1;
     r->next = s->running;
     s->running = r;
     s->nrunning++;
@@ -298,10 +295,8 @@ static void *sched_main(void *arg) {
     pthread_mutex_unlock(&s->mu);
     int left = engine_step(s->x->eng, err);
     pthread_mutex_lock(&s->mu);
-    if (st->decode_tokens > n0) {
-      s->steps++;
+    if (st->decode_tokens > n0)
       hist_add(&s->step_hist, step_buckets, st->decode_s - d0);
-    }
     publish(s, left < 0, err);
   }
   pthread_cond_broadcast(&s->out);

@@ -41,11 +41,11 @@ typedef struct sched_req {
   sched_end end;
   int err_status;            /* with SCHED_END_ERROR: 400 (the parameters) or 500 */
   char err[SERVE_ERR_LEN];
-  double t_submit, t_first, t_done; /* serve_now() times; 0 when not yet */
+  double t_submit, t_first;  /* serve_now() times of arrival, first token; 0 when not yet */
   /* the scheduler's */
   engine_request er;
   float *lp;
-  int pages, running, cancel, released;
+  int pages, cancel, released;
   sched_end cancel_why;
   struct sched_req *next;
 } sched_req;
