@@ -51,14 +51,14 @@ typedef struct http_conn {
   char *body;
   size_t nbody, cap;
   int status, fd, dropped;
-  char note[96];             /* what the log line adds: the end of the generation, an error */
+  char note[96]; /* what the log line adds: the end of the generation, an error */
   http_completion c;
   sched_req *r;
   sched_end end;
   /* the completion's text, token by token */
   char *text;
   size_t tlen, tcap, ocap, sent;
-  int *off;                  /* off[i]: where token i's piece starts in text; off[ntext] = tlen */
+  int *off; /* off[i]: where token i's piece starts in text; off[ntext] = tlen */
   int ntext, prev, lp_sent, stop_hit, ntok_final;
   char cid[40];
   /* server-sent events waiting to be copied out: pend[pend_at, npend) */
@@ -74,9 +74,8 @@ static int http_sig_pipe[2] = {-1, -1};
 
 static enum MHD_Result respond(http_conn *c, struct MHD_Connection *mc, int status, char *body,
                                const char *type) {
-  struct MHD_Response *rs = body ? MHD_create_response_from_buffer(strlen(body), body,
-                                                                    MHD_RESPMEM_MUST_FREE)
-                                 : NULL;
+  struct MHD_Response *rs =
+      body ? MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE) : NULL;
   if (!rs) {
     free(body);
     return MHD_NO;
@@ -95,8 +94,9 @@ static enum MHD_Result respond(http_conn *c, struct MHD_Connection *mc, int stat
 
 static enum MHD_Result respond_error(http_conn *c, struct MHD_Connection *mc, int status,
                                      const char *msg, const char *param) {
-  const char *type = status == 504 ? "timeout" : status >= 500 ? "server_error"
-                                                               : "invalid_request_error";
+  const char *type = status == 504   ? "timeout"
+                     : status >= 500 ? "server_error"
+                                     : "invalid_request_error";
   if (!c->note[0])
     snprintf(c->note, sizeof c->note, "%.95s", msg);
   return respond(c, mc, status, http_error_json(msg, type, param), "application/json");
@@ -258,8 +258,8 @@ static int failure(const http_conn *c, char *msg, size_t cap) {
 }
 
 static http_logprobs logprobs_of(const http_conn *c, int from, int to) {
-  return (http_logprobs){.text = c->text, .off = c->off + from, .lp = c->r->logprob + from,
-                         .ntok = to - from};
+  return (http_logprobs){
+      .text = c->text, .off = c->off + from, .lp = c->r->logprob + from, .ntok = to - from};
 }
 
 static enum MHD_Result answer_whole(http_conn *c, struct MHD_Connection *mc) {
@@ -275,9 +275,14 @@ static enum MHD_Result answer_whole(http_conn *c, struct MHD_Connection *mc) {
   if (st)
     return respond_error(c, mc, st, msg, NULL);
   http_logprobs lp = logprobs_of(c, 0, c->ntok_final);
-  http_choice ch = {.id = c->cid, .model = c->srv->o.name, .text = c->text, .len = c->tlen,
-                    .finish = finish_reason(c), .created = (long)time(NULL),
-                    .lp = c->c.logprobs >= 0 ? &lp : NULL, .prompt_tokens = c->c.nprompt,
+  http_choice ch = {.id = c->cid,
+                    .model = c->srv->o.name,
+                    .text = c->text,
+                    .len = c->tlen,
+                    .finish = finish_reason(c),
+                    .created = (long)time(NULL),
+                    .lp = c->c.logprobs >= 0 ? &lp : NULL,
+                    .prompt_tokens = c->c.nprompt,
                     .completion_tokens = c->ntok_final};
   snprintf(c->note, sizeof c->note, "%s", ch.finish);
   return respond(c, mc, 200, http_completion_json(&ch), "application/json");
@@ -322,9 +327,13 @@ static int next_events(http_conn *c) {
   int st = ended ? failure(c, msg, sizeof msg) : 0;
   if (safe > c->sent || (ended && !st)) {
     http_logprobs lp = logprobs_of(c, c->lp_sent, k);
-    http_choice ch = {.id = c->cid, .model = c->srv->o.name, .text = c->text + c->sent,
-                      .len = safe - c->sent, .finish = ended ? finish_reason(c) : NULL,
-                      .created = (long)time(NULL), .lp = c->c.logprobs >= 0 ? &lp : NULL,
+    http_choice ch = {.id = c->cid,
+                      .model = c->srv->o.name,
+                      .text = c->text + c->sent,
+                      .len = safe - c->sent,
+                      .finish = ended ? finish_reason(c) : NULL,
+                      .created = (long)time(NULL),
+                      .lp = c->c.logprobs >= 0 ? &lp : NULL,
                       .prompt_tokens = ended ? c->c.nprompt : -1,
                       .completion_tokens = c->ntok_final};
     if (add_event(c, http_completion_json(&ch)) != 0)
@@ -333,8 +342,9 @@ static int next_events(http_conn *c) {
     c->lp_sent = k;
   }
   if (ended) {
-    if (st && add_event(c, http_error_json(msg, st >= 500 ? "server_error" : "invalid_request_error",
-                                           NULL)) != 0)
+    if (st &&
+        add_event(c, http_error_json(msg, st >= 500 ? "server_error" : "invalid_request_error",
+                                     NULL)) != 0)
       return -1;
     if (add_event(c, strdup("[DONE]")) != 0)
       return -1;
@@ -377,8 +387,8 @@ static enum MHD_Result answer_stream(http_conn *c, struct MHD_Connection *mc) {
   int st = w > 0 && c->ntext == 0 ? failure(c, msg, sizeof msg) : 0;
   if (st)
     return respond_error(c, mc, st, msg, NULL);
-  struct MHD_Response *rs = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
-                                                              stream_reader, c, NULL);
+  struct MHD_Response *rs =
+      MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, c, NULL);
   if (!rs)
     return MHD_NO;
   MHD_add_response_header(rs, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
@@ -453,8 +463,10 @@ static enum MHD_Result route(http_conn *c, struct MHD_Connection *mc) {
   static const struct {
     const char *path, *method;
     enum MHD_Result (*get)(http_conn *, struct MHD_Connection *);
-  } routes[] = {{"/v1/completions", "POST", NULL}, {"/v1/models", "GET", get_models},
-                {"/health", "GET", get_health},     {"/metrics", "GET", get_metrics}};
+  } routes[] = {{"/v1/completions", "POST", NULL},
+                {"/v1/models", "GET", get_models},
+                {"/health", "GET", get_health},
+                {"/metrics", "GET", get_metrics}};
   for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
     if (strcmp(c->path, routes[i].path))
       continue;
@@ -466,7 +478,8 @@ static enum MHD_Result route(http_conn *c, struct MHD_Connection *mc) {
     }
     if (routes[i].get)
       return routes[i].get(c, mc);
-    const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > (unsigned long long)c->srv->o.max_body)
       return too_large(c, mc); /* answered unread; the connection closes after it */
     return MHD_YES;
@@ -477,8 +490,8 @@ static enum MHD_Result route(http_conn *c, struct MHD_Connection *mc) {
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload, size_t *upload_size, void **req) {
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **req) {
   (void)version;
   http_conn *c = *req;
   if (!c) {
@@ -518,9 +531,9 @@ static void log_request(const http_conn *c) {
   if (r && c->end != SCHED_END_NONE && r->t_submit)
     snprintf(times, sizeof times, " prompt_tokens=%d completion_tokens=%d ttft_ms=%.1f", r->nprompt,
              c->ntok_final, r->t_first ? 1e3 * (r->t_first - r->t_submit) : -1.0);
-  fprintf(stderr, "vx-serve: request %ld %s %s %d%s total_ms=%.1f%s%s%s", c->id, c->method,
-          c->path, c->status, times, 1e3 * (serve_now() - c->t0), c->note[0] ? " (" : "",
-          c->note, c->note[0] ? ")" : "");
+  fprintf(stderr, "vx-serve: request %ld %s %s %d%s total_ms=%.1f%s%s%s", c->id, c->method, c->path,
+          c->status, times, 1e3 * (serve_now() - c->t0), c->note[0] ? " (" : "", c->note,
+          c->note[0] ? ")" : "");
   if (v->o.log_prompts && c->c.prompt_text) {
     cJSON *s = cJSON_CreateString(c->c.prompt_text);
     char *t = json_text(s);
@@ -559,19 +572,18 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **req,
 /* ------------------------------------------------------------------ the command */
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: vx-serve serve --model PATH [--tokenizer PATH] [--policy P] [options]\n"
-          "  --host ADDR (127.0.0.1)  --port N (8000; 0: any free port, printed)\n"
-          "  --served-model-name NAME  the model's id in the API (default: the file's name)\n"
-          "  --kv-pages N          pages in the KV pool (default: --batch rows of the full\n"
-          "                        context); requests are admitted by the pages they need\n"
-          "  --queue N (64)        requests waiting for pages; more get 503 + Retry-After\n"
-          "  --request-timeout S (300)  queued + generating; then 503 (queued) or 504\n"
-          "  --body-timeout S (10) idle limit while reading a request (then closed)\n"
-          "  --max-body BYTES (1048576)  larger bodies get 413\n"
-          "  --max-connections N (512)   --shutdown-timeout S (10)\n"
-          "  --log-prompts         put prompt text in the request log lines\n"
-          "  and generate's model, policy and cache options (--batch: rows decoding at once)\n");
+  fprintf(f, "usage: vx-serve serve --model PATH [--tokenizer PATH] [--policy P] [options]\n"
+             "  --host ADDR (127.0.0.1)  --port N (8000; 0: any free port, printed)\n"
+             "  --served-model-name NAME  the model's id in the API (default: the file's name)\n"
+             "  --kv-pages N          pages in the KV pool (default: --batch rows of the full\n"
+             "                        context); requests are admitted by the pages they need\n"
+             "  --queue N (64)        requests waiting for pages; more get 503 + Retry-After\n"
+             "  --request-timeout S (300)  queued + generating; then 503 (queued) or 504\n"
+             "  --body-timeout S (10) idle limit while reading a request (then closed)\n"
+             "  --max-body BYTES (1048576)  larger bodies get 413\n"
+             "  --max-connections N (512)   --shutdown-timeout S (10)\n"
+             "  --log-prompts         put prompt text in the request log lines\n"
+             "  and generate's model, policy and cache options (--batch: rows decoding at once)\n");
 }
 
 /* One option of serve's own at argv[*i]: 1 taken, 0 not ours, -1 bad value. */
@@ -579,10 +591,14 @@ static int serve_option(http_opts *o, int argc, char **argv, int *i) {
   static const struct {
     const char *name;
     double lo, hi;
-  } nums[] = {{"--port", 0, 65535},           {"--kv-pages", 1, 1 << 30},
-              {"--queue", 1, 1 << 20},         {"--max-body", 64, 1 << 30},
-              {"--body-timeout", 1, 3600},     {"--max-connections", 4, 65536},
-              {"--request-timeout", 0.01, 1e6}, {"--shutdown-timeout", 0, 3600}};
+  } nums[] = {{"--port", 0, 65535},
+              {"--kv-pages", 1, 1 << 30},
+              {"--queue", 1, 1 << 20},
+              {"--max-body", 64, 1 << 30},
+              {"--body-timeout", 1, 3600},
+              {"--max-connections", 4, 65536},
+              {"--request-timeout", 0.01, 1e6},
+              {"--shutdown-timeout", 0, 3600}};
   /* the first six are integers, in this order; the last two seconds */
   long *ls[] = {&o->port, &o->kv_pages, &o->queue, &o->max_body, &o->body_timeout, &o->max_conn};
   double *ds[] = {&o->request_timeout, &o->shutdown_timeout};
@@ -620,8 +636,13 @@ static int serve_option(http_opts *o, int argc, char **argv, int *i) {
 }
 
 static int parse_args(http_server *v, int argc, char **argv) {
-  v->o = (http_opts){.host = "127.0.0.1", .port = 8000, .queue = 64, .max_body = 1 << 20,
-                     .body_timeout = 10, .max_conn = 512, .request_timeout = 300,
+  v->o = (http_opts){.host = "127.0.0.1",
+                     .port = 8000,
+                     .queue = 64,
+                     .max_body = 1 << 20,
+                     .body_timeout = 10,
+                     .max_conn = 512,
+                     .request_timeout = 300,
                      .shutdown_timeout = 10};
   serve_opts_defaults(&v->x.o);
   for (int i = 2; i < argc; i++) {
@@ -651,9 +672,12 @@ static int size_pool(http_server *v) {
   x->eng = NULL;
   x->attn->ops->destroy(x->attn);
   x->attn = NULL;
-  attn_config ac = {.page_size = x->o.page_size, .kv_dtype = x->o.kv_dtype,
-                    .max_rows = x->o.batch, .max_row_tokens = x->m->cfg.ctx,
-                    .max_pages = (int)v->o.kv_pages, .dense_layer = x->dense_layer};
+  attn_config ac = {.page_size = x->o.page_size,
+                    .kv_dtype = x->o.kv_dtype,
+                    .max_rows = x->o.batch,
+                    .max_row_tokens = x->m->cfg.ctx,
+                    .max_pages = (int)v->o.kv_pages,
+                    .dense_layer = x->dense_layer};
   if (attn_cpu_create(x->dev, x->policy, x->dense, &x->m->cfg, &ac, &x->attn, err) != 0 ||
       engine_create(x->m, x->attn, x->o.batch, x->o.chunk, &x->eng, err) != 0) {
     fprintf(stderr, "vx-serve serve: %s\n", err);
@@ -688,22 +712,23 @@ static int start_daemon(http_server *v) {
     fprintf(stderr, "vx-serve serve: --host expects an IPv4 address, got '%s'\n", v->o.host);
     return -1;
   }
-  v->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                              MHD_USE_ITC | MHD_USE_POLL,
-                          0, NULL, NULL, on_request, v, MHD_OPTION_SOCK_ADDR, &sa,
-                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)v->o.max_conn,
-                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)v->o.body_timeout,
-                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, v,
-                          MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+  v->d = MHD_start_daemon(
+      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_POLL,
+      0, NULL, NULL, on_request, v, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)v->o.max_conn, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)v->o.body_timeout,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, v, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+      MHD_OPTION_END);
   if (!v->d) {
     fprintf(stderr, "vx-serve serve: cannot listen on %s:%ld: %s\n", v->o.host, v->o.port,
             strerror(errno));
     return -1;
   }
   const union MHD_DaemonInfo *di = MHD_get_daemon_info(v->d, MHD_DAEMON_INFO_BIND_PORT);
-  fprintf(stderr, "vx-serve serve: listening on http://%s:%u (model %s, policy %s, batch %d, "
-          "%d KV pages of %d tokens)\n", v->o.host, di ? di->port : 0, v->o.name,
-          v->x.policy_name, v->x.o.batch, sched_pool_pages(v->s), v->x.o.page_size);
+  fprintf(stderr,
+          "vx-serve serve: listening on http://%s:%u (model %s, policy %s, batch %d, "
+          "%d KV pages of %d tokens)\n",
+          v->o.host, di ? di->port : 0, v->o.name, v->x.policy_name, v->x.o.batch,
+          sched_pool_pages(v->s), v->x.o.page_size);
   return 0;
 }
 

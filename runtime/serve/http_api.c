@@ -66,8 +66,10 @@ static int encode_text(const serve_ctx *x, const char *s, int keep_text, http_co
     return bad_at(b, "prompt", "the prompt is empty");
   int ctx = x->m->cfg.ctx, cap = n + 8 < (size_t)ctx + 1 ? (int)n + 8 : ctx + 1;
   if (n > (size_t)HTTP_MAX_BYTES_PER_TOKEN * ctx) /* encoding is quadratic: refuse it unread */
-    return bad_at(b, "prompt", "the prompt is %zu bytes: more than the model's context of %d "
-                  "tokens can hold (at most %d bytes a token)", n, ctx, HTTP_MAX_BYTES_PER_TOKEN);
+    return bad_at(b, "prompt",
+                  "the prompt is %zu bytes: more than the model's context of %d "
+                  "tokens can hold (at most %d bytes a token)",
+                  n, ctx, HTTP_MAX_BYTES_PER_TOKEN);
   c->prompt = malloc((size_t)cap * sizeof(int));
   if (!c->prompt || (c->nprompt = tokenizer_encode(x->tok, s, n, c->prompt, cap)) < 0)
     return bad_at(b, NULL, "out of memory encoding the prompt");
@@ -173,15 +175,18 @@ static int parse_sampling(const cJSON *o, http_completion *c, http_bad *b) {
   double temp = 1, top_p = 1;
   long top_k = 0, seed = -1, n = 1, lp = -1;
   if (get_num(o, "temperature", &temp, b) || get_num(o, "top_p", &top_p, b) ||
-      get_int(o, "top_k", -1, 1 << 30, &top_k, b) || get_int(o, "seed", 0, 9007199254740991.0, &seed, b) ||
-      get_int(o, "n", 1, 1, &n, b) || get_int(o, "logprobs", 0, 5, &lp, b))
+      get_int(o, "top_k", -1, 1 << 30, &top_k, b) ||
+      get_int(o, "seed", 0, 9007199254740991.0, &seed, b) || get_int(o, "n", 1, 1, &n, b) ||
+      get_int(o, "logprobs", 0, 5, &lp, b))
     return -1;
   if (!(temp >= 0 && temp <= 2))
     return bad_at(b, "temperature", "'temperature' must be in [0, 2], got %g", temp);
   if (!(top_p > 0 && top_p <= 1))
     return bad_at(b, "top_p", "'top_p' must be in (0, 1], got %g", top_p);
-  c->sample = (sample_opts){.temperature = (float)temp, .top_k = top_k < 0 ? 0 : (int)top_k,
-                            .top_p = (float)top_p, .seed = seed < 0 ? 0 : (uint64_t)seed};
+  c->sample = (sample_opts){.temperature = (float)temp,
+                            .top_k = top_k < 0 ? 0 : (int)top_k,
+                            .top_p = (float)top_p,
+                            .seed = seed < 0 ? 0 : (uint64_t)seed};
   c->has_seed = seed >= 0;
   c->logprobs = (int)lp;
   return 0;
@@ -203,8 +208,10 @@ static int parse_fields(const cJSON *o, const serve_ctx *x, int keep_text, http_
   if (get_int(o, "max_tokens", 1, 1e9, &mt, b))
     return -1;
   if (mt < 1 || c->nprompt + mt > ctx)
-    return bad_at(b, "max_tokens", "this model's context is %d tokens; the request asks %ld (%d in "
-                  "the prompt, %ld for the completion)", ctx, c->nprompt + mt, c->nprompt, mt);
+    return bad_at(b, "max_tokens",
+                  "this model's context is %d tokens; the request asks %ld (%d in "
+                  "the prompt, %ld for the completion)",
+                  ctx, c->nprompt + mt, c->nprompt, mt);
   c->max_tokens = (int)mt;
   return 0;
 }
@@ -255,7 +262,11 @@ char *http_error_json(const char *msg, const char *type, const char *param) {
 
 /* Bytes of the UTF-8 sequence starting at s[0..n) when it is complete and valid, else 0. */
 static size_t utf8_seq(const unsigned char *s, size_t n) {
-  size_t k = s[0] < 0x80 ? 1 : (s[0] >> 5) == 6 ? 2 : (s[0] >> 4) == 14 ? 3 : (s[0] >> 3) == 30 ? 4 : 0;
+  size_t k = s[0] < 0x80         ? 1
+             : (s[0] >> 5) == 6  ? 2
+             : (s[0] >> 4) == 14 ? 3
+             : (s[0] >> 3) == 30 ? 4
+                                 : 0;
   if (k == 0 || k > n || (k == 2 && s[0] < 0xc2))
     return 0;
   for (size_t i = 1; i < k; i++)

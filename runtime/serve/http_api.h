@@ -16,14 +16,14 @@
 enum { HTTP_MAX_STOP = 4, HTTP_MAX_STOP_LEN = 256, HTTP_MAX_BYTES_PER_TOKEN = 32 };
 
 typedef struct http_completion {
-  int *prompt;                 /* malloc'd token ids, BOS first for text prompts */
+  int *prompt; /* malloc'd token ids, BOS first for text prompts */
   int nprompt;
-  char *prompt_text;           /* malloc'd, only when asked (for the log); else NULL */
+  char *prompt_text; /* malloc'd, only when asked (for the log); else NULL */
   int max_tokens, stream;
-  int logprobs;                /* -1: none; else the chosen tokens' log probabilities */
+  int logprobs; /* -1: none; else the chosen tokens' log probabilities */
   sample_opts sample;
   int has_seed;
-  char *stop[HTTP_MAX_STOP];   /* malloc'd stop strings */
+  char *stop[HTTP_MAX_STOP]; /* malloc'd stop strings */
   int nstop;
   vxrt_param_override ovr[SERVE_MAX_PARAMS]; /* names point into the server's policy */
   int novr;

@@ -27,9 +27,9 @@ typedef struct sched_hist {
 } sched_hist;
 
 typedef struct sched_variant {
-  char key[512];              /* the parameter set, canonical: "budget=512, window=64" */
+  char key[512]; /* the parameter set, canonical: "budget=512, window=64" */
   vxrt_policy *policy;
-  int index;                  /* attn_row.sparse of its rows */
+  int index; /* attn_row.sparse of its rows */
 } sched_variant;
 
 struct sched {
@@ -37,7 +37,7 @@ struct sched {
   sched_opts o;
   pthread_t thread;
   pthread_mutex_t mu;
-  pthread_cond_t work, out;   /* work: for the scheduler; out: tokens published (broadcast) */
+  pthread_cond_t work, out; /* work: for the scheduler; out: tokens published (broadcast) */
   sched_req *qhead, *qtail, *running;
   int nqueued, nrunning, reserved, pool_total, pages_used, stopping;
   double stop_deadline;
@@ -117,8 +117,10 @@ static int variant_index(sched *s, sched_req *r) {
     if (!strcmp(s->var[i].key, key))
       return s->var[i].index;
   if (s->nvar == SCHED_MAX_VARIANTS) {
-    serve_errf(r->err, "at most %d distinct vx parameter sets per server run; this would be one "
-               "more", SCHED_MAX_VARIANTS);
+    serve_errf(r->err,
+               "at most %d distinct vx parameter sets per server run; this would be one "
+               "more",
+               SCHED_MAX_VARIANTS);
     return -1;
   }
   sched_variant *v = &s->var[s->nvar];
@@ -182,9 +184,10 @@ static void sweep(sched *s, double now) {
   }
   for (sched_req **p = &s->qhead; *p;) {
     sched_req *r = *p;
-    sched_end why = r->cancel ? r->cancel_why
+    sched_end why = r->cancel            ? r->cancel_why
                     : now >= r->deadline ? SCHED_END_TIMEOUT
-                    : s->stopping ? SCHED_END_SHUTDOWN : SCHED_END_NONE;
+                    : s->stopping        ? SCHED_END_SHUTDOWN
+                                         : SCHED_END_NONE;
     if (why == SCHED_END_NONE) {
       p = &r->next;
       continue;
@@ -213,9 +216,14 @@ static void admit(sched *s) {
     s->nqueued--;
     r->next = NULL;
     int sparse = variant_index(s, r);
-    r->er = (engine_request){.prompt = r->prompt, .nprompt = r->nprompt, .max_new = r->max_new,
-                             .sample = r->sample, .stop = r->stop, .nstop = r->nstop,
-                             .sparse = sparse, .logprob = r->lp};
+    r->er = (engine_request){.prompt = r->prompt,
+                             .nprompt = r->nprompt,
+                             .max_new = r->max_new,
+                             .sample = r->sample,
+                             .stop = r->stop,
+                             .nstop = r->nstop,
+                             .sparse = sparse,
+                             .logprob = r->lp};
     if (sparse < 0 || engine_submit(s->x->eng, &r->er, err) != 0) {
       if (sparse >= 0)
         snprintf(r->err, sizeof r->err, "%s", err);
@@ -355,9 +363,10 @@ void sched_free(sched *s) {
 int sched_submit(sched *s, sched_req *r) {
   int need = pages_needed(s, r);
   if (need > s->pool_total) {
-    serve_errf(r->err, "the request needs %d KV pages (%d tokens of prompt and completion, %d per "
-               "page) and the pool has %d: it can never fit; ask for fewer tokens", need,
-               r->nprompt + r->max_new - 1, s->o.page_size, s->pool_total);
+    serve_errf(r->err,
+               "the request needs %d KV pages (%d tokens of prompt and completion, %d per "
+               "page) and the pool has %d: it can never fit; ask for fewer tokens",
+               need, r->nprompt + r->max_new - 1, s->o.page_size, s->pool_total);
     return 400;
   }
   if (r->want_logprobs && r->max_new > 0 && !(r->lp = malloc((size_t)r->max_new * sizeof(float)))) {
@@ -369,8 +378,10 @@ int sched_submit(sched *s, sched_req *r) {
   if (s->stopping)
     status = 503, serve_errf(r->err, "the server is shutting down");
   else if (s->nqueued >= s->o.queue_max)
-    status = 503, serve_errf(r->err, "the server is busy: %d requests already wait for KV pages; "
-                             "retry later", s->nqueued);
+    status = 503, serve_errf(r->err,
+                             "the server is busy: %d requests already wait for KV pages; "
+                             "retry later",
+                             s->nqueued);
   if (!status) {
     r->t_submit = serve_now();
     if (s->qtail)
@@ -467,20 +478,21 @@ static void put_hist(sched_buf *b, const char *name, const char *help, const sch
     cum += h->count[i];
     put(b, "%s_bucket{le=\"%g\"} %ld\n", name, bounds[i], cum);
   }
-  put(b, "%s_bucket{le=\"+Inf\"} %ld\n%s_sum %.6f\n%s_count %ld\n", name, h->n, name, h->sum,
-      name, h->n);
+  put(b, "%s_bucket{le=\"+Inf\"} %ld\n%s_sum %.6f\n%s_count %ld\n", name, h->n, name, h->sum, name,
+      h->n);
 }
 
 size_t sched_metrics(sched *s, char *buf, size_t cap) {
-  static const char *const end_names[] = {"none", "length", "stop", "cancelled", "timeout",
-                                          "shutdown", "error"};
+  static const char *const end_names[] = {"none",    "length",   "stop", "cancelled",
+                                          "timeout", "shutdown", "error"};
   sched_buf b = {buf, cap, 0};
   pthread_mutex_lock(&s->mu);
   put_metric(&b, "vx_requests_total", "counter", "HTTP requests answered, by status code.");
   for (int i = 0; i < SCHED_MAX_STATUS && s->status_code[i]; i++)
     put(&b, "vx_requests_total{status=\"%d\"} %ld\n", s->status_code[i], s->status_count[i]);
-  put_metric(&b, "vx_generations_total", "counter",
-             "Generations that ended, by reason (length, stop, cancelled, timeout, shutdown, error).");
+  put_metric(
+      &b, "vx_generations_total", "counter",
+      "Generations that ended, by reason (length, stop, cancelled, timeout, shutdown, error).");
   for (int i = SCHED_END_LENGTH; i <= SCHED_END_ERROR; i++)
     put(&b, "vx_generations_total{reason=\"%s\"} %ld\n", end_names[i], s->ends[i]);
   put_metric(&b, "vx_prompt_tokens_total", "counter", "Prompt tokens admitted (prefilled).");
@@ -500,8 +512,8 @@ size_t sched_metrics(sched *s, char *buf, size_t cap) {
   put(&b, "vx_kv_pages_reserved %d\n", s->reserved);
   put_hist(&b, "vx_decode_step_seconds", "Time of one decode step of the running batch.",
            &s->step_hist, step_buckets);
-  put_hist(&b, "vx_time_to_first_token_seconds", "From arrival to the first token.",
-           &s->ttft_hist, ttft_buckets);
+  put_hist(&b, "vx_time_to_first_token_seconds", "From arrival to the first token.", &s->ttft_hist,
+           ttft_buckets);
   pthread_mutex_unlock(&s->mu);
   return b.n;
 }

@@ -15,33 +15,33 @@
 #include "util.h"
 
 typedef enum sched_end {
-  SCHED_END_NONE = 0, /* not finished */
-  SCHED_END_LENGTH,   /* max_new tokens generated */
-  SCHED_END_STOP,     /* a stop token, or the caller's stop (sched_cancel with this reason) */
-  SCHED_END_CANCELLED,/* the client went away */
-  SCHED_END_TIMEOUT,  /* past its deadline, queued or running */
-  SCHED_END_SHUTDOWN, /* the server stopped before it could finish */
-  SCHED_END_ERROR     /* the engine failed, or the request's policy parameters did (err) */
+  SCHED_END_NONE = 0,  /* not finished */
+  SCHED_END_LENGTH,    /* max_new tokens generated */
+  SCHED_END_STOP,      /* a stop token, or the caller's stop (sched_cancel with this reason) */
+  SCHED_END_CANCELLED, /* the client went away */
+  SCHED_END_TIMEOUT,   /* past its deadline, queued or running */
+  SCHED_END_SHUTDOWN,  /* the server stopped before it could finish */
+  SCHED_END_ERROR      /* the engine failed, or the request's policy parameters did (err) */
 } sched_end;
 
 typedef struct sched_req {
   /* in: set before sched_submit, not changed after */
-  int *prompt;               /* malloc'd; freed with the request */
+  int *prompt; /* malloc'd; freed with the request */
   int nprompt, max_new, want_logprobs;
   sample_opts sample;
-  const int *stop;           /* stop tokens (not part of the output); must outlive r */
+  const int *stop; /* stop tokens (not part of the output); must outlive r */
   int nstop;
   vxrt_param_override ovr[SERVE_MAX_PARAMS]; /* names must live as long as the policy */
   int novr;
-  double deadline;           /* serve_now() time past which it ends with SCHED_END_TIMEOUT */
+  double deadline; /* serve_now() time past which it ends with SCHED_END_TIMEOUT */
   /* out: valid after sched_wait returns (ntok tokens of tok and logprob) */
   const int *tok;
   const float *logprob;
   int ntok;
   sched_end end;
-  int err_status;            /* with SCHED_END_ERROR: 400 (the parameters) or 500 */
+  int err_status; /* with SCHED_END_ERROR: 400 (the parameters) or 500 */
   char err[SERVE_ERR_LEN];
-  double t_submit, t_first;  /* serve_now() times of arrival, first token; 0 when not yet */
+  double t_submit, t_first; /* serve_now() times of arrival, first token; 0 when not yet */
   /* the scheduler's */
   engine_request er;
   float *lp;
@@ -51,8 +51,8 @@ typedef struct sched_req {
 } sched_req;
 
 typedef struct sched_opts {
-  int queue_max;        /* requests waiting for pages or a row; more are refused (503) */
-  int page_size;        /* P of the cache */
+  int queue_max; /* requests waiting for pages or a row; more are refused (503) */
+  int page_size; /* P of the cache */
 } sched_opts;
 
 typedef struct sched sched;

@@ -93,8 +93,10 @@ static int send_all(int fd, const char *p, size_t n) {
 static int send_request(int fd, const char *method, const char *path, const char *body) {
   char head[256];
   size_t n = body ? strlen(body) : 0;
-  snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-           "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", method, path, n);
+  snprintf(head, sizeof head,
+           "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+           "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+           method, path, n);
   return send_all(fd, head, strlen(head)) || (n && send_all(fd, body, n)) ? -1 : 0;
 }
 
@@ -187,9 +189,10 @@ static void check_logprobs(const cJSON *o, const cJSON *ch, const char *text, co
   const cJSON *lp = cJSON_GetObjectItem(ch, "logprobs"), *t, *v;
   if (cJSON_IsNull(lp))
     return;
-  const cJSON *toks = cJSON_GetObjectItem(lp, "tokens"), *vals = cJSON_GetObjectItem(lp, "token_logprobs");
-  int n = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "usage"),
-                                                        "completion_tokens"));
+  const cJSON *toks = cJSON_GetObjectItem(lp, "tokens"),
+              *vals = cJSON_GetObjectItem(lp, "token_logprobs");
+  int n = (int)cJSON_GetNumberValue(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(o, "usage"), "completion_tokens"));
   size_t at = 0;
   int ok = cJSON_GetArraySize(toks) == n && cJSON_GetArraySize(vals) == n;
   cJSON_ArrayForEach(t, toks) {
@@ -282,9 +285,10 @@ static void complete(int i, int stream, int flood, const char *who) {
   cJSON *ps = cJSON_CreateString(prompts[i]);
   char *esc = cJSON_PrintUnformatted(ps), body[16384], what[96];
   cJSON_Delete(ps);
-  snprintf(body, sizeof body, "{\"model\":\"x\",\"prompt\":%s,\"max_tokens\":%d,\"temperature\":0,"
-           "\"stream\":%s,\"logprobs\":%s,\"unknown_field\":[1,2]}", esc, opt.max_tokens,
-           stream ? "true" : "false", i % 3 == 0 ? "0" : "null");
+  snprintf(body, sizeof body,
+           "{\"model\":\"x\",\"prompt\":%s,\"max_tokens\":%d,\"temperature\":0,"
+           "\"stream\":%s,\"logprobs\":%s,\"unknown_field\":[1,2]}",
+           esc, opt.max_tokens, stream ? "true" : "false", i % 3 == 0 ? "0" : "null");
   free(esc);
   snprintf(what, sizeof what, "%s prompt %d%s", who, i, stream ? " (stream)" : "");
   reply r;
@@ -367,9 +371,9 @@ static char *generate(const char *prompt) {
 
 /* Prompts of mixed lengths: 1 to about 60 sentences. */
 static void make_prompts(void) {
-  static const char *const s[] = {"Once upon a time", "The little dog ran to the park",
-                                  "Tom and Sue found a big box", "The sun was hot and the cat slept",
-                                  "Lily wanted to fly a red kite"};
+  static const char *const s[] = {
+      "Once upon a time", "The little dog ran to the park", "Tom and Sue found a big box",
+      "The sun was hot and the cat slept", "Lily wanted to fly a red kite"};
   static const int reps[NPROMPTS] = {1, 2, 3, 5, 9, 16, 30, 40};
   for (int i = 0; i < NPROMPTS; i++) {
     size_t cap = 64 * 48, n = 0;
@@ -435,7 +439,8 @@ static void expect_error(const bad_case *b) {
     return;
   }
   cJSON *o = cJSON_Parse(r.body);
-  const char *msg = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "error"), "message"));
+  const char *msg =
+      cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "error"), "message"));
   if (r.status != b->status || !msg || !*msg)
     fail("bad input '%s': status %d (want %d), body %.200s", b->name, r.status, b->status, r.body);
   else
@@ -480,15 +485,19 @@ static void *bad_inputs(void *arg) {
       {"empty token list", "POST", "/v1/completions", "{\"prompt\": []}", 400},
       {"token out of vocabulary", "POST", "/v1/completions", "{\"prompt\": [1, 1000000]}", 400},
       {"max_tokens 0", "POST", "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 0}", 400},
-      {"max_tokens a string", "POST", "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": \"5\"}", 400},
-      {"max_tokens past context", "POST", "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 100000}", 400},
-      {"temperature < 0", "POST", "/v1/completions", "{\"prompt\": \"x\", \"temperature\": -0.5}", 400},
+      {"max_tokens a string", "POST", "/v1/completions",
+       "{\"prompt\": \"x\", \"max_tokens\": \"5\"}", 400},
+      {"max_tokens past context", "POST", "/v1/completions",
+       "{\"prompt\": \"x\", \"max_tokens\": 100000}", 400},
+      {"temperature < 0", "POST", "/v1/completions", "{\"prompt\": \"x\", \"temperature\": -0.5}",
+       400},
       {"top_p 0", "POST", "/v1/completions", "{\"prompt\": \"x\", \"top_p\": 0}", 400},
       {"top_p > 1", "POST", "/v1/completions", "{\"prompt\": \"x\", \"top_p\": 1.5}", 400},
       {"stream not a bool", "POST", "/v1/completions", "{\"prompt\": \"x\", \"stream\": 1}", 400},
       {"n = 2", "POST", "/v1/completions", "{\"prompt\": \"x\", \"n\": 2}", 400},
       {"vx not an object", "POST", "/v1/completions", "{\"prompt\": \"x\", \"vx\": 3}", 400},
-      {"vx unknown parameter", "POST", "/v1/completions", "{\"prompt\": \"x\", \"vx\": {\"nope\": 1}}", 400},
+      {"vx unknown parameter", "POST", "/v1/completions",
+       "{\"prompt\": \"x\", \"vx\": {\"nope\": 1}}", 400},
       {"prompt past context", "POST", "/v1/completions", long_prompt, 400},
       {"body over the limit", "POST", "/v1/completions", big, 413},
       {"unknown path", "GET", "/v2/nothing", NULL, 404},
@@ -534,10 +543,9 @@ static void check_pages_free(void) {
 }
 
 static void usage(void) {
-  fprintf(stderr,
-          "usage: serve_load --port P [--clients N] [--rounds R] [--max-tokens T] [--bad]\n"
-          "                  [--abandon N] [--flood N] [--timeout S] [--duration S]\n"
-          "                  [--reference VX_SERVE GENERATE_ARGS... --]\n");
+  fprintf(stderr, "usage: serve_load --port P [--clients N] [--rounds R] [--max-tokens T] [--bad]\n"
+                  "                  [--abandon N] [--flood N] [--timeout S] [--duration S]\n"
+                  "                  [--reference VX_SERVE GENERATE_ARGS... --]\n");
 }
 
 static int parse(int argc, char **argv) {
@@ -552,15 +560,19 @@ static int parse(int argc, char **argv) {
       while (i + 1 < argc && strcmp(argv[i + 1], "--"))
         i++, opt.ngen_args++;
       i++;
-    } else if (more && (!strcmp(a, "--port") || !strcmp(a, "--clients") || !strcmp(a, "--rounds") ||
-                        !strcmp(a, "--max-tokens") || !strcmp(a, "--abandon") ||
-                        !strcmp(a, "--flood") || !strcmp(a, "--timeout") ||
-                        !strcmp(a, "--duration"))) {
+    } else if (more &&
+               (!strcmp(a, "--port") || !strcmp(a, "--clients") || !strcmp(a, "--rounds") ||
+                !strcmp(a, "--max-tokens") || !strcmp(a, "--abandon") || !strcmp(a, "--flood") ||
+                !strcmp(a, "--timeout") || !strcmp(a, "--duration"))) {
       int v = atoi(argv[++i]);
-      *(!strcmp(a, "--port") ? &opt.port : !strcmp(a, "--clients") ? &opt.clients
-        : !strcmp(a, "--rounds") ? &opt.rounds : !strcmp(a, "--max-tokens") ? &opt.max_tokens
-        : !strcmp(a, "--abandon") ? &opt.abandon : !strcmp(a, "--flood") ? &opt.flood
-        : !strcmp(a, "--duration") ? &opt.duration : &opt.timeout_s) = v;
+      *(!strcmp(a, "--port")         ? &opt.port
+        : !strcmp(a, "--clients")    ? &opt.clients
+        : !strcmp(a, "--rounds")     ? &opt.rounds
+        : !strcmp(a, "--max-tokens") ? &opt.max_tokens
+        : !strcmp(a, "--abandon")    ? &opt.abandon
+        : !strcmp(a, "--flood")      ? &opt.flood
+        : !strcmp(a, "--duration")   ? &opt.duration
+                                     : &opt.timeout_s) = v;
     } else {
       usage();
       return -1;
@@ -590,7 +602,8 @@ int main(int argc, char **argv) {
     pthread_t t[16];
     int nt = opt.abandon < 16 ? opt.abandon : 16;
     for (int i = 0; i < nt; i++)
-      pthread_create(&t[i], NULL, abandon, (void *)(long)(opt.abandon / nt + (i < opt.abandon % nt)));
+      pthread_create(&t[i], NULL, abandon,
+                     (void *)(long)(opt.abandon / nt + (i < opt.abandon % nt)));
     for (int i = 0; i < nt; i++)
       pthread_join(t[i], NULL);
   }
@@ -599,8 +612,8 @@ int main(int argc, char **argv) {
     check_pages_free();
   printf("serve_load: %d answers checked%s in %.2f s (%.1f requests/s, %.1f tokens/s out; latency "
          "mean %.3f s, max %.3f s), %d refused with 503, %d as never fitting, %d abandoned, %d "
-         "failures\n", answered, opt.serve ? " against generate" : "", wall, answered / wall,
-         tokens_out / wall,
+         "failures\n",
+         answered, opt.serve ? " against generate" : "", wall, answered / wall, tokens_out / wall,
          answered ? lat_sum / answered : 0.0, lat_max, refused, never_fit, dropped, failures);
   return failures ? 1 : 0;
 }
