@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <math.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,8 @@ int serve_common_option(serve_opts *o, int argc, char **argv, int *i) {
   const char *a = argv[*i];
   static const char *const with_value[] = {"--model", "--tokenizer", "--policy", "--dense-policy",
                                            "--vxc", "--dense-layers", "--param", "--page-size",
-                                           "--kv-dtype", "--batch", "--chunk", "--seed"};
+                                           "--kv-dtype", "--batch", "--chunk", "--seed",
+                                           "--device"};
   int known = 0;
   for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
     known |= !strcmp(a, with_value[k]);
@@ -107,6 +109,15 @@ int serve_common_option(serve_opts *o, int argc, char **argv, int *i) {
       fprintf(stderr, "vx-serve: --kv-dtype expects f32, f16 or bf16, got '%s'\n", v);
       return -1;
     }
+  } else if (!strcmp(a, "--device")) {
+    if (!strcmp(v, "cpu"))
+      o->device = VXRT_CPU;
+    else if (!strcmp(v, "cuda"))
+      o->device = VXRT_CUDA;
+    else {
+      fprintf(stderr, "vx-serve: --device expects cpu or cuda, got '%s'\n", v);
+      return -1;
+    }
   } else if (!strcmp(a, "--batch")) {
     if (parse_int(a, v, 1, 1024, &n))
       return -1;
@@ -155,7 +166,32 @@ static const char *find_vxc(const serve_opts *o, char *buf, size_t cap) {
   return "vxc";
 }
 
-static int compile_vx(const serve_opts *o, const char *src, char *out_path, size_t cap) {
+/* vxc's arguments for src: -O2 (fast host kernels), and on a GPU its kernels for the target
+ * and the model's shape (head dim, query heads per KV head, page size, KV dtype). */
+static void compiler_args(const serve_ctx *x, const char *vxc, const char *src, const char *out,
+                          char *shape, size_t cap, char **args) {
+  int n = 0;
+  args[n++] = (char *)vxc;
+  args[n++] = "-O2";
+  if (x->o.device == VXRT_CUDA) {
+    vxrt_device_info di;
+    bool sm90 = vxrt_device_get_info(x->dev, &di) != VXRT_OK || di.cc_major >= 9;
+    const model_config *c = &x->m->cfg;
+    snprintf(shape, cap, "D=%d,G=%d,P=%d,kv=%s", c->head_dim, c->heads / c->kv_heads,
+             x->o.page_size, vxrt_dtype_name((vxrt_dtype)x->o.kv_dtype));
+    args[n++] = "--target";
+    args[n++] = sm90 ? "sm_90" : "sm_80";
+    args[n++] = "--shape";
+    args[n++] = shape;
+  }
+  args[n++] = (char *)src;
+  args[n++] = "-o";
+  args[n++] = (char *)out;
+  args[n] = NULL;
+}
+
+static int compile_vx(const serve_ctx *x, const char *src, char *out_path, size_t cap) {
+  const serve_opts *o = &x->o;
   char vbuf[PATH_MAX];
   const char *vxc = find_vxc(o, vbuf, sizeof vbuf);
   const char *tmp = getenv("TMPDIR");
@@ -167,7 +203,8 @@ static int compile_vx(const serve_opts *o, const char *src, char *out_path, size
     return -1;
   }
   close(fd);
-  char *args[] = {(char *)vxc, "-O2", (char *)src, "-o", out_path, NULL}; /* fast kernels */
+  char shape[96], *args[12];
+  compiler_args(x, vxc, src, out_path, shape, sizeof shape, args);
   pid_t pid;
   int rc = posix_spawnp(&pid, vxc, NULL, NULL, args, environ), status = 0;
   if (rc != 0) {
@@ -204,7 +241,7 @@ int serve_load_policy(serve_ctx *x, const char *spec, const vxrt_param_override 
     return -1;
   }
   int compiled = serve_ends_with(file, ".vx");
-  if (compiled && compile_vx(&x->o, file, tmp, sizeof tmp) != 0)
+  if (compiled && compile_vx(x, file, tmp, sizeof tmp) != 0)
     return -1;
   vxrt_status s = vxrt_policy_load_file(x->dev, compiled ? tmp : file, ovr, novr, out);
   if (compiled)
@@ -293,9 +330,10 @@ int serve_setup(serve_ctx *x, const char *cmd) {
   }
   if (parse_dense_layers(x) != 0)
     return -1;
-  vxrt_status s = vxrt_device_open(VXRT_CPU, 0, &x->dev);
+  vxrt_status s = vxrt_device_open((vxrt_device_kind)x->o.device, 0, &x->dev);
   if (s != VXRT_OK) {
-    fprintf(stderr, "vx-serve: vxrt_device_open: %s\n", vxrt_last_error());
+    fprintf(stderr, "vx-serve: cannot open the %s device: %s\n",
+            x->o.device == VXRT_CUDA ? "CUDA" : "CPU", vxrt_last_error());
     return -1;
   }
   if (serve_load_policy(x, x->o.dense_policy ? x->o.dense_policy : "dense", NULL, 0, &x->dense))
@@ -407,7 +445,9 @@ static void generate_usage(FILE *f) {
           "  --dense-layers L    layers kept dense: list (0,1), ranges (0-2), none, all\n"
           "                      (default 0)\n"
           "  --page-size N (16)  --kv-dtype f32|f16|bf16 (f32)  --batch N (4)  --chunk N (512)\n"
-          "  --dense-policy P    the dense policy (default: stdlib dense)  --vxc PATH\n");
+          "  --dense-policy P    the dense policy (default: stdlib dense)  --vxc PATH\n"
+          "  --device cpu|cuda   where attention runs (default cpu); cuda compiles the policies'\n"
+          "                      GPU kernels for the model's shape\n");
 }
 
 static int cmd_generate(int argc, char **argv) {

@@ -19,6 +19,7 @@ typedef struct serve_opts {
   vxrt_param_override params[SERVE_MAX_PARAMS];
   int nparams;
   int page_size, kv_dtype, batch, chunk;
+  int device;                   /* VXRT_CPU (the default) or VXRT_CUDA: where attention runs */
   uint64_t seed;
 } serve_opts;
 

@@ -131,6 +131,11 @@ bad_input)
   # lserve requires P to be a multiple of 16; P = 8 must be refused with the reason
   expect_error "require" generate --model "$models/stories260K.bin" "${tok[@]}" --policy lserve --page-size 8
   expect_error "layer out of range" generate --model "$models/stories260K.bin" "${tok[@]}" --dense-layers 9
+  "$serve" generate --model "$models/stories260K.bin" "${tok[@]}" --device tpu 2>"$work/err.txt"
+  [ $? -eq 2 ] && grep -qF -- "--device expects cpu or cuda, got 'tpu'" "$work/err.txt" || fail "--device tpu: not a usage error"
+  if [ -z "$(ldconfig -p 2>/dev/null | grep libcuda.so.1)" ]; then # no driver: said so, nothing run
+    expect_error "cannot open the CUDA device" generate --model "$models/stories260K.bin" "${tok[@]}" --device cuda
+  fi
   ;;
 *)
   fail "unknown test"
