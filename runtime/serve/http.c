@@ -2,7 +2,7 @@
  * connection, so a request's thread may block while the scheduler generates), the routes
  * (/v1/completions, /v1/models, /health, /metrics), plain and server-sent-event responses,
  * client-disconnect detection, stop strings, one log line per request, and the graceful stop
- * on SIGINT/SIGTERM. Sits at the top of runtime/serve/ over sched.h and http_api.h; prints
+ * on SIGINT/SIGTERM. Sits at the top of runtime/serve/ over scheduler.h and http_api.h; prints
  * only its log lines and setup errors on stderr; never logs prompt text unless asked to;
  * exits only through http_serve_main's return. */
 #define _GNU_SOURCE
@@ -23,7 +23,7 @@
 
 #include "http.h"
 #include "http_api.h"
-#include "sched.h"
+#include "scheduler.h"
 
 typedef struct http_opts {
   const char *host, *name;

@@ -1,5 +1,5 @@
 /* http.h - `vx-serve serve`: the OpenAI-compatible HTTP server (libmicrohttpd, a thread per
- * connection) in front of the scheduler (sched.h). Sits at the top of runtime/serve/ beside
+ * connection) in front of the scheduler (scheduler.h). Sits at the top of runtime/serve/ beside
  * main.c, which only dispatches to it. */
 #ifndef SERVE_HTTP_H
 #define SERVE_HTTP_H

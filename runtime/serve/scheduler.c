@@ -1,4 +1,4 @@
-/* sched.c - the scheduler of `vx-serve serve` (sched.h). One mutex guards the queue, the
+/* scheduler.c - the scheduler of `vx-serve serve` (scheduler.h). One mutex guards the queue, the
  * running set, every request's published fields and the metrics; the scheduler thread drops
  * it only around engine_step, the one place the engine runs. A request reserves the pages
  * of its whole length (prompt + max_new - 1 tokens) when it is admitted, so an admitted
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "sched.h"
+#include "scheduler.h"
 
 enum { SCHED_MAX_VARIANTS = 15, SCHED_MAX_STATUS = 24, SCHED_NBUCKETS = 14 };
 

@@ -1,12 +1,12 @@
-/* sched.h - the scheduler of `vx-serve serve`: one thread owns the engine and runs its decode
+/* scheduler.h - the scheduler of `vx-serve serve`: one thread owns the engine and runs its decode
  * steps; HTTP threads hand it requests and wait for their tokens. Continuous batching
  * (requests join between steps), admission by KV pages reserved for a request's whole length,
  * a bounded queue, cancellation that returns a request's pages at once, deadlines, a graceful
  * stop, per-request policy parameters (a policy per parameter set beside the one cache), and
  * the metrics. Sits under runtime/serve/ between http.c and engine.h; knows nothing of HTTP
  * or JSON; never prints except one line when a policy variant fails to load, never exits. */
-#ifndef SERVE_SCHED_H
-#define SERVE_SCHED_H
+#ifndef SERVE_SCHEDULER_H
+#define SERVE_SCHEDULER_H
 
 #include <stddef.h>
 
