@@ -67,6 +67,8 @@ typedef struct http_conn {
   int finished;
 } http_conn;
 
+enum { HTTP_DRAIN_FACTOR = 16 }; /* bodies up to 16 times the limit are read before the 413 */
+
 static volatile sig_atomic_t http_signalled;
 static int http_sig_pipe[2] = {-1, -1};
 
@@ -480,8 +482,11 @@ static enum MHD_Result route(http_conn *c, struct MHD_Connection *mc) {
       return routes[i].get(c, mc);
     const char *cl =
         MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)c->srv->o.max_body)
+    unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0,
+                       max = (unsigned long long)c->srv->o.max_body;
+    if (n > HTTP_DRAIN_FACTOR * max)
       return too_large(c, mc); /* answered unread; the connection closes after it */
+    c->dropped = n > max;      /* read and dropped, then answered (a clean close) */
     return MHD_YES;
   }
   char msg[128];
@@ -504,12 +509,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
   if (*upload_size) {
     size_t n = *upload_size;
     *upload_size = 0;
-    if (c->nbody + n > (size_t)c->srv->o.max_body) {
-      /* a chunked body past the limit: read and dropped (libmicrohttpd cannot answer in the
-       * middle of an upload), answered 413 at its end; a connection dropped at 16 times it */
+    if (c->dropped || c->nbody + n > (size_t)c->srv->o.max_body) {
+      /* a body past the limit is read and dropped (libmicrohttpd cannot answer in the middle
+       * of an upload, and closing on unread data resets the connection, losing the answer),
+       * then answered 413; past HTTP_DRAIN_FACTOR times the limit its connection is closed */
       c->nbody += n;
       c->dropped = 1;
-      if (c->nbody <= 16 * (size_t)c->srv->o.max_body)
+      if (c->nbody <= HTTP_DRAIN_FACTOR * (size_t)c->srv->o.max_body)
         return MHD_YES;
       c->status = 413;
       snprintf(c->note, sizeof c->note, "body past 16 times the limit: connection closed");

@@ -98,6 +98,19 @@ static int merge_params(const serve_opts *so, const sched_req *r, vxrt_param_ove
   return n;
 }
 
+/* The policy with parameters m[n] (key names them) and its state beside the cache, into v;
+ * r->err on failure. */
+static int load_variant(serve_ctx *x, sched_variant *v, const vxrt_param_override *m, int n,
+                        const char *key, sched_req *r) {
+  if (serve_load_policy(x, x->o.policy, m, n, &v->policy) != 0)
+    return serve_errf(r->err, "vx parameters (%s): %s", key, vxrt_last_error());
+  if (x->attn->ops->add_policy(x->attn, v->policy, &v->index) != 0) {
+    vxrt_policy_free(v->policy);
+    return serve_errf(r->err, "vx parameters (%s): %s", key, x->attn->err);
+  }
+  return 0;
+}
+
 /* The attn_row.sparse of r's policy: the server's own without overrides, else a variant
  * loaded (once per parameter set) beside the cache. -1 with r->err set on failure. */
 static int variant_index(sched *s, sched_req *r) {
@@ -123,16 +136,15 @@ static int variant_index(sched *s, sched_req *r) {
                SCHED_MAX_VARIANTS);
     return -1;
   }
+  /* Loading (compiling a .vx first) takes a while: the lock is dropped meanwhile. Only this
+   * thread touches the variants and the backend, and r is in no list (a release meanwhile
+   * only marks it, and the next sweep ends it). */
   sched_variant *v = &s->var[s->nvar];
-  if (serve_load_policy(x, x->o.policy, m, n, &v->policy) != 0) {
-    serve_errf(r->err, "vx parameters (%s): %s", key, vxrt_last_error());
+  pthread_mutex_unlock(&s->mu);
+  int rc = load_variant(x, v, m, n, key, r);
+  pthread_mutex_lock(&s->mu);
+  if (rc != 0)
     return -1;
-  }
-  if (x->attn->ops->add_policy(x->attn, v->policy, &v->index) != 0) {
-    serve_errf(r->err, "vx parameters (%s): %s", key, x->attn->err);
-    vxrt_policy_free(v->policy);
-    return -1;
-  }
   snprintf(v->key, sizeof v->key, "%s", key);
   return s->var[s->nvar++].index;
 }

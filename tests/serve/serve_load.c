@@ -498,6 +498,8 @@ static void *bad_inputs(void *arg) {
       {"vx not an object", "POST", "/v1/completions", "{\"prompt\": \"x\", \"vx\": 3}", 400},
       {"vx unknown parameter", "POST", "/v1/completions",
        "{\"prompt\": \"x\", \"vx\": {\"nope\": 1}}", 400},
+      {"vx value the policy refuses", "POST", "/v1/completions",
+       "{\"prompt\": \"x\", \"vx\": {\"budget\": -5}}", 400},
       {"prompt past context", "POST", "/v1/completions", long_prompt, 400},
       {"body over the limit", "POST", "/v1/completions", big, 413},
       {"unknown path", "GET", "/v2/nothing", NULL, 404},
