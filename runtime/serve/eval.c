@@ -675,7 +675,7 @@ int serve_eval(int argc, char **argv) {
   cJSON_AddStringToObject(root, "kv_dtype", vxrt_dtype_name((vxrt_dtype)x.o.kv_dtype));
   cJSON_AddNumberToObject(root, "prompts", n);
   cJSON_AddNumberToObject(root, "new_tokens", (double)n_new);
-  cJSON_AddStringToObject(root, "device", "cpu");
+  cJSON_AddStringToObject(root, "device", x.o.device == VXRT_CUDA ? "cuda" : "cpu");
   int npass = nsweep ? nsweep : 1;
   for (int pass = 0; pass < npass; pass++) {
     if (nsweep) {

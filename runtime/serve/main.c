@@ -591,8 +591,9 @@ static int cmd_generate(int argc, char **argv) {
   fflush(stdout);
   const engine_stats *st = engine_get_stats(x.eng);
   fprintf(stderr, "model %s (%s, %d layers, dim %d, %d/%d heads, context %d); policy %s; "
-          "dense layers %s; %d prompt(s)\n", x.o.model, c->arch, c->layers, c->dim, c->heads,
-          c->kv_heads, c->ctx, x.policy_name, x.policy ? x.o.dense_layers : "all", nprompts);
+          "dense layers %s; %d prompt(s); attention on the %s\n", x.o.model, c->arch, c->layers,
+          c->dim, c->heads, c->kv_heads, c->ctx, x.policy_name, x.policy ? x.o.dense_layers : "all",
+          nprompts, x.o.device == VXRT_CUDA ? "GPU" : "CPU");
   fprintf(stderr, "prefill: %ld tokens in %.3f s: %.1f tokens/s, %.2f GFLOP/s (projections, MLP, "
           "causal attention)\n", st->prefill_tokens, st->prefill_s,
           st->prefill_s > 0 ? st->prefill_tokens / st->prefill_s : 0.0,
