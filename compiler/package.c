@@ -53,15 +53,17 @@ static void pack_fields(Pack *p, const VirModule *m) {
 
 /* Every function cg_host.c emits: the kernels VIR has, then scalars and require. */
 static void pack_kernels(Pack *p, const VirModule *m) {
-  static const art_kernel_kind kind[] = {ART_K_CONST, ART_K_ROW, ART_K_SUMMARISE, ART_K_SELECT,
-                                         ART_K_ATTEND, ART_K_UPDATE};
-  static const char *const entry[] = {"vxk_const", "vxk_row", "vxk_summarise", "vxk_select",
-                                      "vxk_attend", "vxk_update"};
+#define PKG_KERNEL(tag, name) {ART_K_##tag, "vxk_" #name},
+  static const struct {
+    art_kernel_kind kind;
+    const char *entry;
+  } host[] = {VXK_HOST_KERNELS(PKG_KERNEL)};
+#undef PKG_KERNEL
   int n = 0;
   for (const VirKernel *k = m->kernels; k; k = k->next) {
     p->kernels[n].name = vir_kernel_kind_text(k->kind);
-    p->kernels[n].kind = kind[k->kind];
-    p->kernels[n++].entry = entry[k->kind];
+    p->kernels[n].kind = host[k->kind].kind;
+    p->kernels[n++].entry = host[k->kind].entry;
   }
   p->kernels[n++] = (art_kernel){"scalars", ART_K_SCALARS, "vxk_scalars"};
   p->kernels[n++] = (art_kernel){"require", ART_K_REQUIRE, "vxk_require"};

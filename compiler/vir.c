@@ -187,7 +187,9 @@ void vir_store_add(VirModule *m, VirKernel *k, VirTensor *dst, VirAxis **axes, O
 }
 
 const char *vir_kernel_kind_text(VirKernelKind kind) {
-  static const char *const text[] = {"const", "row", "summarise", "select", "attend", "update"};
+#define VIR_KERNEL_NAME(tag, name) #name,
+  static const char *const text[] = {VXK_HOST_KERNELS(VIR_KERNEL_NAME)};
+#undef VIR_KERNEL_NAME
   return text[kind];
 }
 

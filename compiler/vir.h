@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "../runtime/vxk.h"
 #include "arena.h"
 #include "ast.h"
 
@@ -136,13 +137,17 @@ struct VirBlock {
   VirValue *first, *last;
 };
 
+/* The kernels of a module (runtime/vxk.h's VXK_HOST_KERNELS, in that order):
+ *   VK_CONST     consts computed from expressions, once when the policy is loaded
+ *   VK_ROW       row state, once per row at the end of prefill
+ *   VK_SUMMARISE page and token fields: all pages at prefill, the open page on append
+ *   VK_SELECT    lets, score and the selection, every step
+ *   VK_ATTEND    attention over the selection with the logit modifiers inlined
+ *   VK_UPDATE    state updates after attention */
 typedef enum VirKernelKind {
-  VK_CONST,     /* consts computed from expressions, once when the policy is loaded */
-  VK_ROW,       /* row state, once per row at the end of prefill */
-  VK_SUMMARISE, /* page and token fields: all pages at prefill, the open page on append */
-  VK_SELECT,    /* lets, score and the selection, every step */
-  VK_ATTEND,    /* attention over the selection with the logit modifiers inlined */
-  VK_UPDATE,    /* state updates after attention */
+#define VIR_KERNEL_KIND(tag, name) VK_##tag,
+  VXK_HOST_KERNELS(VIR_KERNEL_KIND)
+#undef VIR_KERNEL_KIND
 } VirKernelKind;
 
 typedef struct VirKernel VirKernel;

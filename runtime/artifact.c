@@ -75,9 +75,11 @@ static const char *const select_kind_names[] = {"top", "where", "all", NULL};
 #define ART_GPU_KERNEL_NAME(kind) #kind,
 static const char *const gpu_kernel_names[] = {VXK_GPU_KERNELS(ART_GPU_KERNEL_NAME) NULL};
 #undef ART_GPU_KERNEL_NAME
-static const char *const kernel_kind_names[] = {"append", "summarise", "row",   "select",
-                                                "attend", "update",    "const", "scalars",
-                                                "require", NULL};
+#define ART_KERNEL_NAME(tag, name) [ART_K_##tag] = #name,
+static const char *const kernel_kind_names[ART_K_COUNT + 1] = {
+    VXK_HOST_KERNELS(ART_KERNEL_NAME)[ART_K_APPEND] = "append", [ART_K_SCALARS] = "scalars",
+    [ART_K_REQUIRE] = "require", [ART_K_COUNT] = NULL};
+#undef ART_KERNEL_NAME
 static const char *const target_kind_names[] = {"host-so", "ptx", NULL};
 static const char *const unit_names[] = {"tokens", "pages", "", NULL};
 /* The language's storage dtypes (compiler/ast.c), fp8 being e4m3. */
@@ -89,7 +91,7 @@ static const char *enum_name(const char *const *names, int n, int v) {
 const char *art_type_name(art_type t) { return enum_name(type_names, 2, (int)t); }
 const char *art_stage_name(art_stage s) { return enum_name(stage_names, 6, (int)s); }
 const char *art_kernel_kind_name(art_kernel_kind k) {
-  return enum_name(kernel_kind_names, 9, (int)k);
+  return enum_name(kernel_kind_names, ART_K_COUNT, (int)k);
 }
 const char *art_target_kind_name(art_target_kind k) {
   return enum_name(target_kind_names, 2, (int)k);

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vxk.h"
+
 #define ART_MAGIC "VXPOLICY"
 #define ART_MAGIC_LEN 8
 #define ART_FORMAT 1        /* the version this code writes and reads */
@@ -46,10 +48,12 @@ typedef enum art_type { ART_I32 = 0, ART_F32 = 1 } art_type;
  * list is in the compiler's tensor order, inputs (q, k, v, ...) included, so that a
  * selection can name a field by its index. */
 typedef enum art_stage { ART_PAGE = 0, ART_TOKEN, ART_ROW, ART_CONST, ART_STEP, ART_INPUT } art_stage;
-/* The kinds of runtime/vxk.h's host kernels, plus append (device-side cache writes). */
+/* The kinds of runtime/vxk.h's host kernels (VXK_HOST_KERNELS: ART_K_<TAG>), plus append
+ * (device-side cache writes) and the load-time scalars and requires. The values are the
+ * public vxrt_kernel_kind's (policy.c checks them). */
 typedef enum art_kernel_kind {
   ART_K_APPEND = 0, ART_K_SUMMARISE, ART_K_ROW, ART_K_SELECT, ART_K_ATTEND, ART_K_UPDATE,
-  ART_K_CONST, ART_K_SCALARS, ART_K_REQUIRE
+  ART_K_CONST, ART_K_SCALARS, ART_K_REQUIRE, ART_K_COUNT
 } art_kernel_kind;
 typedef enum art_target_kind { ART_HOST_SO = 0, ART_PTX = 1 } art_target_kind;
 

@@ -21,6 +21,17 @@
 
 enum { VXK_ABI_VERSION = 1 };
 
+/* The host kernels, in the order a compiled module holds them: X(TAG, name), entry point
+ * vxk_<name>. VIR's kernel kinds (compiler/vir.h) and the artifact's (runtime/artifact.h)
+ * are made from this one list. */
+#define VXK_HOST_KERNELS(X) \
+  X(CONST, const)           \
+  X(ROW, row)               \
+  X(SUMMARISE, summarise)   \
+  X(SELECT, select)         \
+  X(ATTEND, attend)         \
+  X(UPDATE, update)
+
 /* kv_dtype values */
 enum { VXK_F32 = 0, VXK_F16 = 1, VXK_BF16 = 2 };
 
