@@ -35,7 +35,9 @@ static void pack_params(Pack *p, const VirModule *m) {
 }
 
 static void pack_fields(Pack *p, const VirModule *m) {
-  static const art_stage stage[] = {ART_INPUT, ART_CONST, ART_ROW, ART_PAGE, ART_TOKEN, ART_STEP};
+#define PKG_STAGE(tag, name) [VT_##tag] = ART_##tag,
+  static const art_stage stage[] = {VXK_STAGES(PKG_STAGE)};
+#undef PKG_STAGE
   for (int i = 0; i < m->ntensors; i++) {
     const VirTensor *t = m->tensors[i];
     art_field *f = &p->fields[i];

@@ -195,7 +195,9 @@ const char *vir_kernel_kind_text(VirKernelKind kind) {
 
 /* ---- printer ---- */
 
-static const char *const tensor_kind_text[] = {"input", "const", "row", "page", "token", "step"};
+#define VIR_STAGE_NAME(tag, name) #name,
+static const char *const tensor_kind_text[] = {VXK_STAGES(VIR_STAGE_NAME)};
+#undef VIR_STAGE_NAME
 
 static void print_axis(FILE *out, const VirAxis *a) { fprintf(out, "%s.%d", a->name, a->id); }
 

@@ -46,13 +46,12 @@ typedef struct VirAxis {
   AxisRole role;
 } VirAxis;
 
+/* A tensor's stage (runtime/vxk.h's VXK_STAGES: VT_INPUT, VT_CONST, VT_ROW, VT_PAGE,
+ * VT_TOKEN, VT_STEP). */
 typedef enum VirTensorKind {
-  VT_INPUT,  /* q, k, v, logit, prob and the tensor intrinsics pos, from_end, kept */
-  VT_CONST,  /* const: made at load time */
-  VT_ROW,    /* row state */
-  VT_PAGE,   /* page field */
-  VT_TOKEN,  /* token field */
-  VT_STEP,   /* let / score: per decode step */
+#define VIR_TENSOR_KIND(tag, name) VT_##tag,
+  VXK_STAGES(VIR_TENSOR_KIND)
+#undef VIR_TENSOR_KIND
 } VirTensorKind;
 
 /* A policy parameter, as lowering found it: the runtime sets its value at load time (the

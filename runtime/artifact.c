@@ -68,7 +68,9 @@ static void wr64(unsigned char *p, uint64_t v) {
 }
 
 static const char *const type_names[] = {"i32", "f32", NULL};
-static const char *const stage_names[] = {"page", "token", "row", "const", "step", "input", NULL};
+#define ART_STAGE_NAME(tag, name) [ART_##tag] = #name,
+static const char *const stage_names[ART_STAGE_COUNT + 1] = {VXK_STAGES(ART_STAGE_NAME)};
+#undef ART_STAGE_NAME
 static const char *const init_names[] = {"gaussian", "load", NULL};
 static const char *const keep_kind_names[] = {"first", "last", "generated", NULL};
 static const char *const select_kind_names[] = {"top", "where", "all", NULL};
@@ -89,7 +91,7 @@ static const char *enum_name(const char *const *names, int n, int v) {
   return v >= 0 && v < n ? names[v] : "?";
 }
 const char *art_type_name(art_type t) { return enum_name(type_names, 2, (int)t); }
-const char *art_stage_name(art_stage s) { return enum_name(stage_names, 6, (int)s); }
+const char *art_stage_name(art_stage s) { return enum_name(stage_names, ART_STAGE_COUNT, (int)s); }
 const char *art_kernel_kind_name(art_kernel_kind k) {
   return enum_name(kernel_kind_names, ART_K_COUNT, (int)k);
 }

@@ -47,7 +47,7 @@ typedef enum art_type { ART_I32 = 0, ART_F32 = 1 } art_type;
 /* A field is any tensor the kernels address by index (runtime/vxk.h's tensors array): the
  * list is in the compiler's tensor order, inputs (q, k, v, ...) included, so that a
  * selection can name a field by its index. */
-typedef enum art_stage { ART_PAGE = 0, ART_TOKEN, ART_ROW, ART_CONST, ART_STEP, ART_INPUT } art_stage;
+typedef enum art_stage { ART_PAGE = 0, ART_TOKEN, ART_ROW, ART_CONST, ART_STEP, ART_INPUT, ART_STAGE_COUNT } art_stage;
 /* The kinds of runtime/vxk.h's host kernels (VXK_HOST_KERNELS: ART_K_<TAG>), plus append
  * (device-side cache writes) and the load-time scalars and requires. The values are the
  * public vxrt_kernel_kind's (policy.c checks them). */

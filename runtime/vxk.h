@@ -21,6 +21,13 @@
 
 enum { VXK_ABI_VERSION = 1 };
 
+/* The stages of a tensor: X(TAG, name). VIR's tensor kinds (compiler/vir.h, in this order)
+ * and the artifact's stage names (runtime/artifact.c, by tag) are made from this list.
+ *   INPUT  q, k, v, logit, prob and the tensor intrinsics pos, from_end, kept
+ *   CONST  made at load time;  ROW  row state;  PAGE / TOKEN  page and token fields;
+ *   STEP   let / score: per decode step */
+#define VXK_STAGES(X) X(INPUT, input) X(CONST, const) X(ROW, row) X(PAGE, page) X(TOKEN, token) X(STEP, step)
+
 /* The host kernels, in the order a compiled module holds them: X(TAG, name), entry point
  * vxk_<name>. VIR's kernel kinds (compiler/vir.h) and the artifact's (runtime/artifact.h)
  * are made from this one list. */
