@@ -263,7 +263,9 @@ const char *ast_stage_text(Stage stage) {
 }
 
 const char *ast_dtype_text(DType dtype) {
-  static const char *const text[] = {"f32", "f16", "bf16", "fp8", "int8", "u32"};
+#define AST_DTYPE_NAME(tag, name, bytes) #name,
+  static const char *const text[] = {VXK_DTYPES(AST_DTYPE_NAME)};
+#undef AST_DTYPE_NAME
   return text[dtype];
 }
 

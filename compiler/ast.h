@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "../runtime/vxk.h"
 #include "arena.h"
 
 /* A byte range of the source; line/column are derived by diag.c when needed. */
@@ -68,7 +69,14 @@ typedef enum Stage {
   ST_UPDATE, /* update: after attention, every step */
 } Stage;
 
-typedef enum DType { DT_F32, DT_F16, DT_BF16, DT_FP8, DT_INT8, DT_U32 } DType;
+/* Storage dtypes: runtime/vxk.h's VXK_DTYPES (DT_F32, DT_F16, DT_BF16, DT_FP8, DT_INT8,
+ * DT_U32). */
+typedef enum DType {
+#define AST_DTYPE(tag, name, bytes) DT_##tag,
+  VXK_DTYPES(AST_DTYPE)
+#undef AST_DTYPE
+  DT_COUNT
+} DType;
 typedef enum Unit { UNIT_NONE, UNIT_TOKENS, UNIT_PAGES } Unit;
 typedef enum KeepKind { KEEP_FIRST, KEEP_LAST, KEEP_GENERATED } KeepKind;
 

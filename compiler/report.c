@@ -405,15 +405,10 @@ static double value_flops(Ctx *x, const VirValue *v, Grid grid) {
 }
 
 static double dtype_bytes(DType d) {
-  switch (d) {
-  case DT_F16:
-  case DT_BF16: return 2;
-  case DT_FP8:
-  case DT_INT8: return 1;
-  case DT_F32:
-  case DT_U32: return 4;
-  }
-  return 4;
+#define REPORT_DTYPE_BYTES(tag, name, bytes) bytes,
+  static const double size[] = {VXK_DTYPES(REPORT_DTYPE_BYTES)};
+#undef REPORT_DTYPE_BYTES
+  return size[d];
 }
 
 static bool stores_to(const VirKernel *k, const VirTensor *t) {

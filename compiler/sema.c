@@ -1240,7 +1240,7 @@ static bool resolve_dtype(Sema *s, Node *n) {
   n->dtype = DT_F32;
   if (!n->dtype_name)
     return true;
-  for (int d = DT_F32; d <= DT_U32; d++)
+  for (int d = 0; d < DT_COUNT; d++)
     if (!strcmp(n->dtype_name->name, ast_dtype_text((DType)d))) {
       n->dtype = (DType)d;
       if (n->stage == ST_STEP) {

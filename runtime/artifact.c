@@ -85,7 +85,9 @@ static const char *const kernel_kind_names[ART_K_COUNT + 1] = {
 static const char *const target_kind_names[] = {"host-so", "ptx", NULL};
 static const char *const unit_names[] = {"tokens", "pages", "", NULL};
 /* The language's storage dtypes (compiler/ast.c), fp8 being e4m3. */
-const char *const art_dtype_names[] = {"f32", "f16", "bf16", "fp8", "int8", "u32", NULL};
+#define ART_DTYPE_NAME(tag, name, bytes) #name,
+const char *const art_dtype_names[] = {VXK_DTYPES(ART_DTYPE_NAME) NULL};
+#undef ART_DTYPE_NAME
 
 static const char *enum_name(const char *const *names, int n, int v) {
   return v >= 0 && v < n ? names[v] : "?";

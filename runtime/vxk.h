@@ -21,6 +21,11 @@
 
 enum { VXK_ABI_VERSION = 1 };
 
+/* The storage dtypes of tensors: X(TAG, name, bytes). The language's dtypes (compiler/ast.h
+ * DType), the artifact's names and the executors' sizes are made from this list; the
+ * generated code stores in them. */
+#define VXK_DTYPES(X) X(F32, f32, 4) X(F16, f16, 2) X(BF16, bf16, 2) X(FP8, fp8, 1) X(INT8, int8, 1) X(U32, u32, 4)
+
 /* The stages of a tensor: X(TAG, name). VIR's tensor kinds (compiler/vir.h, in this order)
  * and the artifact's stage names (runtime/artifact.c, by tag) are made from this list.
  *   INPUT  q, k, v, logit, prob and the tensor intrinsics pos, from_end, kept
