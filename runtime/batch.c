@@ -7,8 +7,10 @@
  * call is one launch of the artifact's kernel for the whole batch (gpu.c); nothing between
  * prepare and commit allocates, so the launches can be captured in a CUDA graph. On the CPU
  * each call runs the per-row executor (exec_cpu.c) for every slot, so results equal the
- * per-row calls. Must not contain GPU kernels of its own: every kernel comes from the
- * artifact, copies and fills are driver calls. Never prints, never exits. */
+ * per-row calls. The state's dense partner (vxrt_state_set_dense) runs select and attend of
+ * its dense layers, and vxrt_decode_attend_dense, over the same rows and buffers. Must not
+ * contain GPU kernels of its own: every kernel comes from the artifact, copies and fills are
+ * driver calls. Never prints, never exits. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -440,6 +442,17 @@ vxrt_status vxrt_batch_stage_row(vxrt_batch *b, int row, int64_t len, int64_t pr
 
 /* ------------------------------------------------------------------ device steps */
 
+/* The device address of `layer`'s FIELDS table of a CUDA state. */
+static uint64_t fields_addr(const vxrt_state *S, int layer) {
+  return S->gpu->fields + sizeof(uint64_t) * (size_t)layer * (size_t)S->desc.pol.ntensors;
+}
+
+/* The state whose select and attend run `layer` of the batch: its own, or on a dense layer
+ * its dense partner. */
+static vxrt_state *layer_state(const vxrt_batch *b, int layer) {
+  return vxrt_state_dense_layer(b->st, layer) ? b->st->dense : b->st;
+}
+
 void vxrt_batch_args(const vxrt_batch *b, int layer, vxk_gpu_args *a) {
   const vxrt_state *S = b->st;
   vxrt_kv_pool pool;
@@ -454,7 +467,7 @@ void vxrt_batch_args(const vxrt_batch *b, int layer, vxk_gpu_args *a) {
   x[VXK_GPU_NSLOTS] = (uint64_t)b->nslots;
   x[VXK_GPU_KV_HEADS] = (uint64_t)b->H;
   x[VXK_GPU_MAX_ROW_PAGES] = (uint64_t)b->max_row_pages;
-  x[VXK_GPU_FIELDS] = S->gpu->fields + sizeof(uint64_t) * (size_t)layer * (size_t)S->desc.pol.ntensors;
+  x[VXK_GPU_FIELDS] = fields_addr(S, layer);
   x[VXK_GPU_SCALARS] = S->gpu->scalars;
   /* No select kernel: SEL_N stays 0 and attend walks every page. */
   if (S->gpu->fn[VXRT_GPU_select]) {
@@ -558,7 +571,7 @@ vxrt_status vxrt_decode_select(vxrt_batch *b, int layer, vxrt_dbuf q, vxrt_strea
   if (st) return st;
   size_t hgd = (size_t)b->H * (size_t)b->G * (size_t)b->D;
   if (is_cuda(b)) {
-    if (b->st->gpu->fn[VXRT_GPU_select]) {
+    if (b->st->gpu->fn[VXRT_GPU_select] && layer_state(b, layer) == b->st) {
       vxk_gpu_args a;
       vxrt_batch_args(b, layer, &a);
       a.slot[VXK_GPU_Q] = q.addr;
@@ -581,40 +594,40 @@ vxrt_status vxrt_decode_select(vxrt_batch *b, int layer, vxrt_dbuf q, vxrt_strea
   return st;
 }
 
-vxrt_status vxrt_decode_attend(vxrt_batch *b, int layer, vxrt_dbuf q, vxrt_dbuf out,
-                               vxrt_dbuf lse, vxrt_stream *s) {
-  const char *fn = "vxrt_decode_attend";
-  vxrt_status st = check_step(b, layer, s, fn);
-  if (!st) st = check_buf(q, fn, "q", 0);
-  if (!st) st = check_buf(out, fn, "out", 0);
-  if (!st && lse.addr && lse.dtype != VXRT_F32)
-    st = vxrt_fail(VXRT_ERR_INVALID_ARG, "%s: lse is %s; it is always f32", fn, vxrt_dtype_name(lse.dtype));
-  if (st) return st;
-  if (b->sel_layer != layer || b->sel_step != b->step)
-    return vxrt_fail(VXRT_ERR_STATE,
-                     "%s: layer %d has no selection for this step; call vxrt_decode_select for it "
-                     "first", fn, layer);
+/* Attend of `run` (the batch's state, or its dense partner) over the batch's rows. CUDA: one
+ * launch, the partner with its own fields and scalars and no selection (it walks every page).
+ * CPU: per slot, the selection of `run`'s executor (from select's q when qsel, else from q),
+ * then its attend. */
+static vxrt_status attend_with(vxrt_batch *b, vxrt_state *run, int layer, vxrt_dbuf q, vxrt_dbuf out,
+                               vxrt_dbuf lse, int qsel, vxrt_stream *s, const char *fn) {
   if (is_cuda(b)) {
     vxk_gpu_args a;
     vxrt_batch_args(b, layer, &a);
-    int chunks = vxrt_batch_chunks(b);
+    if (run != b->st) {
+      a.slot[VXK_GPU_FIELDS] = fields_addr(run, layer);
+      a.slot[VXK_GPU_SCALARS] = run->gpu->scalars;
+      a.slot[VXK_GPU_SEL_N] = a.slot[VXK_GPU_SEL_IDX] = a.slot[VXK_GPU_SEL_MASK] = 0;
+    }
+    int chunks = vxrt_batch_chunks(b); /* the batch's plan: its partials are sized for it */
     a.slot[VXK_GPU_Q] = q.addr;
     a.slot[VXK_GPU_Q_DTYPE] = (uint64_t)q.dtype;
     a.slot[VXK_GPU_OUT] = out.addr;
     a.slot[VXK_GPU_OUT_DTYPE] = (uint64_t)out.dtype;
     a.slot[VXK_GPU_LSE] = lse.addr;
     a.slot[VXK_GPU_NCHUNKS] = (uint64_t)chunks;
-    return vxrt_gpu_launch(b->st, VXRT_GPU_attend, (unsigned)(b->nslots * b->H), (unsigned)chunks,
+    return vxrt_gpu_launch(run, VXRT_GPU_attend, (unsigned)(b->nslots * b->H), (unsigned)chunks,
                            VXK_GPU_ATTEND_THREADS, &a, s->s);
   }
   size_t hg = (size_t)b->H * (size_t)b->G, hgd = hg * (size_t)b->D;
   char err[512];
+  vxrt_status st;
   for (int i = 0; i < b->nslots; i++) {
     exec_kv kv;
     slot_kv(b, i, layer, &kv);
     const float *qf = host_f32(q, (size_t)i, hgd, b->q1);
-    int ok = exec_select(b->st->ex, b->rows[i], layer, &kv, b->qsel + (size_t)i * hgd, NULL, err, sizeof err) &&
-             exec_attend(b->st->ex, b->rows[i], layer, &kv, qf, b->o1, b->l1, err, sizeof err);
+    const float *qs = qsel ? b->qsel + (size_t)i * hgd : qf;
+    int ok = exec_select(run->ex, b->rows[i], layer, &kv, qs, NULL, err, sizeof err) &&
+             exec_attend(run->ex, b->rows[i], layer, &kv, qf, b->o1, b->l1, err, sizeof err);
     if ((st = exec_status(ok, fn, i, err))) return st;
     void *o = (char *)(uintptr_t)out.addr + (size_t)i * hgd * vxrt_dtype_size(out.dtype);
     if (out.dtype == VXRT_F32)
@@ -626,15 +639,47 @@ vxrt_status vxrt_decode_attend(vxrt_batch *b, int layer, vxrt_dbuf q, vxrt_dbuf 
   return VXRT_OK;
 }
 
+static vxrt_status check_attend_bufs(vxrt_dbuf q, vxrt_dbuf out, vxrt_dbuf lse, const char *fn) {
+  vxrt_status st = check_buf(q, fn, "q", 0);
+  if (!st) st = check_buf(out, fn, "out", 0);
+  if (!st && lse.addr && lse.dtype != VXRT_F32)
+    st = vxrt_fail(VXRT_ERR_INVALID_ARG, "%s: lse is %s; it is always f32", fn, vxrt_dtype_name(lse.dtype));
+  return st;
+}
+
+vxrt_status vxrt_decode_attend(vxrt_batch *b, int layer, vxrt_dbuf q, vxrt_dbuf out,
+                               vxrt_dbuf lse, vxrt_stream *s) {
+  const char *fn = "vxrt_decode_attend";
+  vxrt_status st = check_step(b, layer, s, fn);
+  if (!st) st = check_attend_bufs(q, out, lse, fn);
+  if (st) return st;
+  if (b->sel_layer != layer || b->sel_step != b->step)
+    return vxrt_fail(VXRT_ERR_STATE,
+                     "%s: layer %d has no selection for this step; call vxrt_decode_select for it "
+                     "first", fn, layer);
+  return attend_with(b, layer_state(b, layer), layer, q, out, lse, 1, s, fn);
+}
+
+vxrt_status vxrt_decode_attend_dense(vxrt_batch *b, int layer, vxrt_dbuf q, vxrt_dbuf out,
+                                     vxrt_dbuf lse, vxrt_stream *s) {
+  const char *fn = "vxrt_decode_attend_dense";
+  vxrt_status st = check_step(b, layer, s, fn);
+  if (!st) st = check_attend_bufs(q, out, lse, fn);
+  if (st) return st;
+  if (!b->st->dense)
+    return vxrt_fail(VXRT_ERR_STATE, "%s: the batch's state has no dense partner (vxrt_state_set_dense)", fn);
+  return attend_with(b, b->st->dense, layer, q, out, lse, 0, s, fn);
+}
+
 /* ------------------------------------------------------------------ debugging */
 
 /* CUDA: expands a slot's device selection (SEL_N pages of SEL_IDX with SEL_MASK tokens) into
- * bytes; without a select kernel, every token of the row. */
+ * bytes; without a select kernel, or on a dense layer, every token of the row. */
 static vxrt_status cuda_selection(vxrt_batch *b, int slot, uint8_t *selected) {
   size_t tokens = (size_t)b->max_row_pages * (size_t)b->P, mrp = (size_t)b->max_row_pages;
   int64_t len = b->base[slot] + b->ntokens;
   memset(selected, 0, tokens * (size_t)b->H * (size_t)b->G);
-  if (!b->st->gpu->fn[VXRT_GPU_select]) {
+  if (!b->st->gpu->fn[VXRT_GPU_select] || layer_state(b, b->sel_layer) != b->st) {
     for (int h = 0; h < b->H * b->G; h++) memset(selected + (size_t)h * tokens, 1, (size_t)len);
     return VXRT_OK;
   }
@@ -689,7 +734,8 @@ vxrt_status vxrt_batch_read_selection(vxrt_batch *b, int slot, uint8_t *selected
   char err[512];
   slot_kv(b, slot, b->sel_layer, &kv);
   size_t hgd = (size_t)b->H * (size_t)b->G * (size_t)b->D;
-  return exec_status(exec_select(b->st->ex, b->rows[slot], b->sel_layer, &kv, b->qsel + (size_t)slot * hgd,
+  return exec_status(exec_select(layer_state(b, b->sel_layer)->ex, b->rows[slot], b->sel_layer, &kv,
+                                 b->qsel + (size_t)slot * hgd,
                                  selected, err, sizeof err),
                      fn, slot, err);
 }

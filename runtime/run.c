@@ -4,7 +4,8 @@
  * exec_* call on the row's page table. On CUDA the state's fields live on the device
  * (gpu.c) and each call is a batch of one (batch.c) followed by a synchronisation, with q,
  * out and lse copied through device scratch: the reference and debugging path beside the
- * batched calls. Never prints or exits. */
+ * batched calls. A state's dense partner (vxrt_state_set_dense) runs select and attend of
+ * its dense layers. Never prints or exits. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,12 @@ vxrt_status vxrt_state_free(vxrt_state *st) {
   if (st->batches > own)
     return vxrt_fail(VXRT_ERR_STATE, "vxrt_state_free: %d batch(es) made on this state are alive; free them first",
                      st->batches - own);
+  if (st->dense_users)
+    return vxrt_fail(VXRT_ERR_STATE, "vxrt_state_free: the dense partner of %d state(s) (vxrt_state_set_dense); "
+                     "free them or clear their partner first", st->dense_users);
+  if (st->dense)
+    st->dense->dense_users--;
+  free(st->dense_mask);
   vxrt_gpu_free(st);
   exec_destroy(st->ex);
   exec_desc_free(&st->desc);
@@ -95,6 +102,68 @@ vxrt_status vxrt_state_create(vxrt_policy *pol, vxrt_cache *cache, int query_hea
   }
   *out = st;
   return VXRT_OK;
+}
+
+/* ---- the dense partner (vxrt_state_set_dense) */
+
+/* Whether a policy attends to every token with nothing to keep current: `select all`, no
+ * keeps, no fields, rows or lets, no update (consts and logit modifiers are its attend's). */
+static int attends_everything(const vxrt_state *d) {
+  const exec_policy *p = &d->desc.pol;
+  if (p->nkeeps || p->nselections != 1 || p->selections[0].kind != EXEC_SEL_ALL || p->k.update)
+    return 0;
+  for (int i = 0; i < p->ntensors; i++)
+    if (p->tensors[i].kind != EXEC_INPUT && p->tensors[i].kind != EXEC_CONST)
+      return 0;
+  return !d->gpu || !d->gpu->fn[VXRT_GPU_select];
+}
+
+static vxrt_status check_dense(const vxrt_state *st, const vxrt_state *dense, int layers) {
+  const char *fn = "vxrt_state_set_dense";
+  if (dense == st)
+    return vxrt_fail(VXRT_ERR_INVALID_ARG, "%s: a state cannot be its own dense partner", fn);
+  if (dense->cache != st->cache || dense->G != st->G)
+    return vxrt_fail(VXRT_ERR_INVALID_ARG, "%s: the dense state must be on the same cache with the same "
+                     "query heads (G %d, the state's %d)", fn, dense->G, st->G);
+  if (dense->dense)
+    return vxrt_fail(VXRT_ERR_INVALID_ARG, "%s: the dense state has a dense partner of its own", fn);
+  if (!attends_everything(dense))
+    return vxrt_fail(VXRT_ERR_UNSUPPORTED, "%s: policy %s does more than attend to every token (a dense "
+                     "partner has `select all`, no keeps, fields, rows, lets or updates)",
+                     fn, vxrt_policy_manifest(dense->pol)->policy);
+  if (layers != st->info.desc.layers)
+    return vxrt_fail(VXRT_ERR_INVALID_ARG, "%s: the mask has %d layers; the cache has %d", fn, layers,
+                     st->info.desc.layers);
+  return VXRT_OK;
+}
+
+vxrt_status vxrt_state_set_dense(vxrt_state *st, vxrt_state *dense, const uint8_t *mask, int layers) {
+  if (!st || (dense && !mask && layers))
+    return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_state_set_dense: NULL state, or NULL mask with %d layers", layers);
+  vxrt_status s = dense ? check_dense(st, dense, mask ? layers : st->info.desc.layers) : VXRT_OK;
+  if (s)
+    return s;
+  size_t L = (size_t)st->info.desc.layers;
+  if (dense && !st->dense_mask && !(st->dense_mask = malloc(L)))
+    return vxrt_fail(VXRT_ERR_OUT_OF_MEMORY, "out of memory");
+  if (st->dense)
+    st->dense->dense_users--;
+  st->dense = dense;
+  if (!dense)
+    return VXRT_OK;
+  dense->dense_users++;
+  for (size_t l = 0; l < L; l++)
+    st->dense_mask[l] = mask && mask[l] ? 1 : 0;
+  return VXRT_OK;
+}
+
+int vxrt_state_dense_layer(const vxrt_state *st, int layer) {
+  return st->dense && st->dense_mask[layer];
+}
+
+/* The executor a decode step of `layer` runs on the CPU: the partner's on its dense layers. */
+static exec_state *step_exec(const vxrt_state *st, int layer) {
+  return vxrt_state_dense_layer(st, layer) ? st->dense->ex : st->ex;
 }
 
 /* The executor's view of (row, layer) now; fails if the row is not open. */
@@ -257,7 +326,7 @@ vxrt_status vxrt_select(vxrt_state *st, int row, int layer, const float *q, uint
     return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_select: q is NULL");
   char err[512];
   s = st->gpu ? cuda_select(st, row, layer, &kv, q, selected)
-              : exec_result(exec_select(st->ex, row, layer, &kv, q, selected, err, sizeof err), err);
+              : exec_result(exec_select(step_exec(st, layer), row, layer, &kv, q, selected, err, sizeof err), err);
   st->selected_row = s ? -1 : row;
   st->selected_layer = layer;
   st->selected_len = kv.len;
@@ -280,5 +349,5 @@ vxrt_status vxrt_attend(vxrt_state *st, int row, int layer, const float *q, floa
   char err[512];
   if (st->gpu)
     return cuda_attend(st, row, layer, &kv, q, out, lse);
-  return exec_result(exec_attend(st->ex, row, layer, &kv, q, out, lse, err, sizeof err), err);
+  return exec_result(exec_attend(step_exec(st, layer), row, layer, &kv, q, out, lse, err, sizeof err), err);
 }

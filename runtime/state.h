@@ -46,7 +46,13 @@ struct vxrt_state {
   uint32_t *prefill_gen; /* ... of the row opened this many times (a reopened row: -1) */
   vxrt_gpu *gpu;       /* CUDA only */
   int batches;         /* live batches made on this state (the per-row one included) */
+  vxrt_state *dense;   /* vxrt_state_set_dense: the dense partner (NULL: none) ... */
+  uint8_t *dense_mask; /* ... and [layers], 1 where it replaces select and attend */
+  int dense_users;     /* states whose dense partner this one is */
 };
+
+/* run.c: whether `layer` of st attends through its dense partner (vxrt_state_set_dense). */
+int vxrt_state_dense_layer(const vxrt_state *st, int layer);
 
 /* run.c: the prefill length of (row, layer) of the row as now opened; -1 if not prefilled.
  * The setter records one. */

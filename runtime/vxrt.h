@@ -261,6 +261,21 @@ VXRT_API vxrt_status vxrt_state_create(vxrt_policy *pol, vxrt_cache *cache, int 
  * batches made on the state are alive. */
 VXRT_API vxrt_status vxrt_state_free(vxrt_state *st);
 
+/* Dense attention beside a policy, for engines that keep some layers dense and measure a
+ * policy against dense attention on its own rows. `dense` is a state on the same cache with
+ * the same query heads whose policy only attends to every token (`select all`; no keeps,
+ * fields, rows, lets or updates; consts and logit modifiers allowed), else
+ * VXRT_ERR_UNSUPPORTED. On the layers where mask[layer] is 1 (layers = the cache's layers;
+ * mask NULL: none), st's select and attend, per row and batched, are dense's: every token,
+ * dense's attend (its modifiers, not st's), equal to calling them on dense. Appends and
+ * prefill still run st's kernels in every layer (its fields stay current, so the mask may
+ * change between steps; a captured graph keeps the mask of its capture).
+ * vxrt_decode_attend_dense needs a partner. dense NULL clears both. While a state names it,
+ * vxrt_state_free(dense) fails with VXRT_ERR_STATE. Not between a batch's prepare and
+ * commit. */
+VXRT_API vxrt_status vxrt_state_set_dense(vxrt_state *st, vxrt_state *dense, const uint8_t *mask,
+                                          int layers);
+
 /* After a row's prompt was appended to `layer` (vxrt_append): computes the row state and
  * the fields of every page, and marks the end of the prompt (keep ranges `at prefill` and
  * `generated` count from here). Call it again after a row is reopened. */
@@ -376,6 +391,13 @@ VXRT_API vxrt_status vxrt_decode_select(vxrt_batch *b, int layer, vxrt_dbuf q,
  * has not been queued. */
 VXRT_API vxrt_status vxrt_decode_attend(vxrt_batch *b, int layer, vxrt_dbuf q, vxrt_dbuf out,
                                         vxrt_dbuf lse, vxrt_stream *s);
+/* Device: dense attention over every token of each row of the step (the state's dense
+ * partner, vxrt_state_set_dense; VXRT_ERR_STATE without one), as vxrt_decode_attend takes
+ * its buffers: what a dense state gives on these rows, to measure the policy against. Needs
+ * no select and leaves the layer's selection alone (on CUDA it shares the batch's split-KV
+ * scratch: queue it on the stream of the batch's other calls). */
+VXRT_API vxrt_status vxrt_decode_attend_dense(vxrt_batch *b, int layer, vxrt_dbuf q,
+                                              vxrt_dbuf out, vxrt_dbuf lse, vxrt_stream *s);
 /* Host: the step's tokens become part of the rows (lengths += ntokens in every layer). */
 VXRT_API vxrt_status vxrt_batch_commit(vxrt_batch *b);
 /* Debugging: the selection of one slot from the layer's last vxrt_decode_select, as
