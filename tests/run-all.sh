@@ -77,7 +77,8 @@ done
 models=$repo/../shared/models
 if [ -f "$models/stories260K.bin" ] && [ -f "$policies/quest.vxp" ]; then
   "$out/release/runtime/serve/vx-serve" generate --model "$models/stories260K.bin" \
-    --tokenizer "$models/tok512.bin" --policy "$policies/quest.vxp" --param budget=64 \
+    --tokenizer "$models/tok512.bin" --policy stdlib/quest.vx --param budget=64 \
+    --device "$(nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)" \
     --prompt 'Once upon a time' -n 128 || nbad=$((nbad + 1))
 else
   echo "vx-serve generate skipped: $models/stories260K.bin not found"
