@@ -2,8 +2,9 @@
  * cache: open and close rows, append a prompt's K/V, read it back for dense prefill, let the
  * policies summarise a prompt, and run one decode step of one layer for a batch of rows
  * (append, summarise, select, attend). The engine calls only these; attn_cpu.c implements
- * them over libvxrt's per-(row, layer) CPU calls, and a GPU backend (batched API) slots in
- * as another table. Sits under runtime/serve/ between engine.c and vxrt.h; never prints. */
+ * them over libvxrt's per-(row, layer) calls, attn_batch.c over its batched calls (one
+ * append, select and attend per layer for all rows). Sits under runtime/serve/ between
+ * engine.c and vxrt.h; never prints. */
 #ifndef SERVE_ATTN_H
 #define SERVE_ATTN_H
 
@@ -67,10 +68,53 @@ typedef struct attn_config {
   const uint8_t *dense_layer;/* [layers]: 1 where the policy is not used */
 } attn_config;
 
-/* The CPU backend over libvxrt. `policy` and `dense` are vxrt_policy handles loaded on the
- * CPU device (policy may be NULL: dense rows only); they must outlive the backend. */
+/* What both backends over libvxrt share (attn_cpu.c): the paged KV cache made from
+ * attn_config, the model's attention shape, the dense layers, and the operations that only
+ * touch the cache (row_open, row_close, append, read, pages). A backend's struct starts with
+ * it. */
 struct vxrt_device;
+struct vxrt_cache;
+typedef struct attn_vx {
+  serve_attn base;
+  struct vxrt_cache *cache;
+  int layers, kvh, G, D;
+  uint8_t *dense_layer;      /* [layers] */
+} attn_vx;
+int attn_vx_init(attn_vx *a, struct vxrt_device *dev, const model_config *mc, const attn_config *ac,
+                 char *err);
+void attn_vx_release(attn_vx *a);
+int attn_vx_row_open(serve_attn *a, int *row);
+int attn_vx_row_close(serve_attn *a, int row);
+int attn_vx_append(serve_attn *a, int row, int layer, const float *k, const float *v, int n);
+int attn_vx_read(serve_attn *a, int row, int layer, int n, float *k, float *v);
+int attn_vx_pages(serve_attn *a, int *used, int *total);
+/* Records a failed libvxrt call (a vxrt_status) in a->err; returns -1. */
+int attn_vx_fail(serve_attn *a, int status, const char *what);
+#define ATTN_VX(a, call, what)                                                                     \
+  do {                                                                                             \
+    int s_ = (int)(call);                                                                          \
+    if (s_ != 0)                                                                                   \
+      return attn_vx_fail((a), s_, (what));                                                        \
+  } while (0)
+/* One measured row: err and mass [kvh] of the policy's out, lse against dense ref, lse_ref
+ * ([kvh][G][D], [kvh][G]); ref NULL when the row attended densely (error 0, mass 1). */
+void attn_measure(const attn_vx *a, const float *out, const float *ref, const float *lse,
+                  const float *lse_ref, float *err, float *mass);
+/* A row not measured: err and mass NaN (either may be NULL). */
+void attn_unmeasured(const attn_vx *a, float *err, float *mass);
+
+/* The per-row backend: libvxrt's per-(row, layer) calls. `policy` and `dense` are vxrt_policy
+ * handles loaded on `dev` (policy may be NULL: dense rows only); they must outlive the
+ * backend. */
 int attn_cpu_create(struct vxrt_device *dev, struct vxrt_policy *policy, struct vxrt_policy *dense,
                     const model_config *c, const attn_config *ac, serve_attn **out, char *err);
+
+/* The batched backend: libvxrt's batched calls (vxrt_batch_*, vxrt_decode_*) with device
+ * buffers, one batch per policy state and one for dense rows; the policy states run their
+ * dense layers and the measurement through the dense state (vxrt_state_set_dense). Same
+ * arguments and results as attn_cpu_create's. */
+int attn_batch_create(struct vxrt_device *dev, struct vxrt_policy *policy,
+                      struct vxrt_policy *dense, const model_config *c, const attn_config *ac,
+                      serve_attn **out, char *err);
 
 #endif

@@ -55,7 +55,7 @@ int serve_common_option(serve_opts *o, int argc, char **argv, int *i) {
   static const char *const with_value[] = {"--model", "--tokenizer", "--policy", "--dense-policy",
                                            "--vxc", "--dense-layers", "--param", "--page-size",
                                            "--kv-dtype", "--batch", "--chunk", "--seed",
-                                           "--device"};
+                                           "--device", "--attn"};
   int known = 0;
   for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
     known |= !strcmp(a, with_value[k]);
@@ -116,6 +116,15 @@ int serve_common_option(serve_opts *o, int argc, char **argv, int *i) {
       o->device = VXRT_CUDA;
     else {
       fprintf(stderr, "vx-serve: --device expects cpu or cuda, got '%s'\n", v);
+      return -1;
+    }
+  } else if (!strcmp(a, "--attn")) {
+    if (!strcmp(v, "batch"))
+      o->attn = SERVE_ATTN_BATCH;
+    else if (!strcmp(v, "rows"))
+      o->attn = SERVE_ATTN_ROWS;
+    else {
+      fprintf(stderr, "vx-serve: --attn expects rows or batch, got '%s'\n", v);
       return -1;
     }
   } else if (!strcmp(a, "--batch")) {
@@ -309,8 +318,17 @@ int serve_rebuild(serve_ctx *x, vxrt_policy *policy) {
   attn_config ac = {.page_size = x->o.page_size, .kv_dtype = x->o.kv_dtype,
                     .max_rows = x->o.batch, .max_row_tokens = x->m->cfg.ctx,
                     .dense_layer = x->dense_layer};
-  if (attn_cpu_create(x->dev, policy, x->dense, &x->m->cfg, &ac, &x->attn, err) != 0 ||
-      engine_create(x->m, x->attn, x->o.batch, x->o.chunk, &x->eng, err) != 0) {
+  int rc;
+  if (x->o.attn == SERVE_ATTN_ROWS) {
+    rc = attn_cpu_create(x->dev, policy, x->dense, &x->m->cfg, &ac, &x->attn, err);
+  } else {
+    rc = attn_batch_create(x->dev, policy, x->dense, &x->m->cfg, &ac, &x->attn, err);
+    if (rc != 0 && x->o.attn == SERVE_ATTN_AUTO) {
+      fprintf(stderr, "vx-serve: attention per row (the batched backend: %s)\n", err);
+      rc = attn_cpu_create(x->dev, policy, x->dense, &x->m->cfg, &ac, &x->attn, err);
+    }
+  }
+  if (rc != 0 || engine_create(x->m, x->attn, x->o.batch, x->o.chunk, &x->eng, err) != 0) {
     fprintf(stderr, "vx-serve: %s\n", err);
     return -1;
   }
@@ -447,7 +465,8 @@ static void generate_usage(FILE *f) {
           "  --page-size N (16)  --kv-dtype f32|f16|bf16 (f32)  --batch N (4)  --chunk N (512)\n"
           "  --dense-policy P    the dense policy (default: stdlib dense)  --vxc PATH\n"
           "  --device cpu|cuda   where attention runs (default cpu); cuda compiles the policies'\n"
-          "                      GPU kernels for the model's shape\n");
+          "                      GPU kernels for the model's shape\n"
+          "  --attn rows|batch   libvxrt's batched calls (default) or its per-row calls\n");
 }
 
 static int cmd_generate(int argc, char **argv) {

@@ -14,12 +14,17 @@
 
 enum { SERVE_MAX_PARAMS = 32 };
 
+/* --attn: batched calls (attn_batch.c), or per-row calls (attn_cpu.c); absent, batched where
+ * the backend can be made, else per row. */
+typedef enum serve_attn_kind { SERVE_ATTN_AUTO = 0, SERVE_ATTN_BATCH, SERVE_ATTN_ROWS } serve_attn_kind;
+
 typedef struct serve_opts {
   const char *model, *tokenizer, *policy, *dense_policy, *vxc, *dense_layers;
   vxrt_param_override params[SERVE_MAX_PARAMS];
   int nparams;
   int page_size, kv_dtype, batch, chunk;
   int device;                   /* VXRT_CPU (the default) or VXRT_CUDA: where attention runs */
+  int attn;                     /* serve_attn_kind: the attention backend (--attn) */
   uint64_t seed;
 } serve_opts;
 

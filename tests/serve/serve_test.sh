@@ -58,6 +58,37 @@ batching)
     --prompt "abc" --prompt "a longer prompt" -n 40 --batch 1 >"$work/synth.txt" 2>&1 ||
     { cat "$work/synth.txt"; fail "synthetic model"; }
   ;;
+attn_backends)
+  # the batched attention backend (--attn batch, the default) against the per-row one: the
+  # same tokens on stories260K (dense; quest with three prompts through two rows), the same
+  # eval JSON on vx-tiny-4k but for timings (accuracy, agreement, per-head error and mass,
+  # outputs; quest with layers 0 and 2 dense, and a two-value sweep that rebuilds the backend)
+  need stories260K.bin tok512.bin vx-tiny-4k.safetensors vx-tiny-4k.retrieval.jsonl
+  gen=("$serve" generate --model "$models/stories260K.bin" --tokenizer "$models/tok512.bin"
+       -n 128 --show-tokens)
+  for args in "" "--policy quest --param budget=32 --batch 2 --prompt Once --prompt The_cat --prompt Tom_had"; do
+    for a in rows batch; do
+      # shellcheck disable=SC2086
+      "${gen[@]}" $args --attn $a >"$work/gen-$a.txt" 2>"$work/err.txt" ||
+        { cat "$work/err.txt"; fail "generate --attn $a $args"; }
+    done
+    diff "$work/gen-rows.txt" "$work/gen-batch.txt" || fail "generate $args: tokens differ between backends"
+    echo "ok: generate ${args:-(dense)}: $(grep -c '^tokens:' "$work/gen-batch.txt") token line(s) equal"
+  done
+  ev=("$serve" eval --model "$models/vx-tiny-4k.safetensors" --fixtures "$models/vx-tiny-4k.retrieval.jsonl"
+      --limit 4 --max-ctx 1024 --quiet --policy quest --plot none)
+  for args in "--param budget=128 --dense-layers 0,2" "--sweep budget=64,256"; do
+    for a in rows batch; do
+      # shellcheck disable=SC2086
+      "${ev[@]}" $args --attn $a 2>"$work/err.txt" | grep -v -e wall_s -e prefill_tokens_per_s \
+        >"$work/eval-$a.json" || { cat "$work/err.txt"; fail "eval --attn $a $args"; }
+    done
+    diff "$work/eval-rows.json" "$work/eval-batch.json" || fail "eval $args: results differ between backends"
+    echo "ok: eval $args: $(grep -c '"correct"' "$work/eval-batch.json") accuracies, $(grep -c '"mean_rel_err"' "$work/eval-batch.json") error figures equal"
+  done
+  "$serve" generate --model "$models/stories260K.bin" --attn gpu 2>"$work/err.txt"
+  [ $? -eq 2 ] && grep -qF -- "--attn expects rows or batch" "$work/err.txt" || fail "--attn gpu: not a usage error"
+  ;;
 tiny_dense | tiny_quest)
   need vx-tiny-4k.safetensors vx-tiny-4k.retrieval.jsonl
   args=(--policy dense)
