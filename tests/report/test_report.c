@@ -261,15 +261,20 @@ static void grid(Policy *policies) {
 #undef COUNT
 }
 
-/* Specific cases: the defaults, the JSON form, a failing require. */
-/* A selection that reads 'layer' (layered.vx): with --layers 8, layers 0-1 attend all N
- * tokens, layers 2-7 the 64-token budget plus the expected density of the rest; the
- * headline figures are the mean over the 8 layers. */
-static void per_layer(Policy *layered) {
+/* --report --context 32768 with every other option at its default. */
+static ReportOptions options_32k(void) {
   ReportOptions o;
   report_options_init(&o);
   o.enabled = true;
   o.context = 32768;
+  return o;
+}
+
+/* A selection that reads 'layer' (layered.vx): with --layers 8, layers 0-1 attend all N
+ * tokens, layers 2-7 the 64-token budget plus the expected density of the rest; the
+ * headline figures are the mean over the 8 layers. */
+static void per_layer(Policy *layered) {
+  ReportOptions o = options_32k();
   Report r;
   char err[256];
   bool ok = report_compute(layered->m, &o, &r, err, sizeof err);
@@ -296,11 +301,9 @@ static void per_layer(Policy *layered) {
         "the headline is the mean over the layers: %g bytes, expected %g", r.total.bytes, mean);
 }
 
+/* Specific cases: the defaults, the JSON form, a failing require. */
 static void specifics(Policy *policies, Policy *lserve) {
-  ReportOptions o;
-  report_options_init(&o);
-  o.enabled = true;
-  o.context = 32768;
+  ReportOptions o = options_32k();
   Report r;
   char err[256];
   /* quest with its own budget (2048 tokens), the Llama-3.1-8B defaults and bf16 */
