@@ -671,27 +671,6 @@ static int parse_args(http_server *v, int argc, char **argv) {
 }
 
 /* serve_setup's backend and engine again, with the KV pool --kv-pages asks for. */
-static int size_pool(http_server *v) {
-  serve_ctx *x = &v->x;
-  char err[SERVE_ERR_LEN];
-  engine_free(x->eng);
-  x->eng = NULL;
-  x->attn->ops->destroy(x->attn);
-  x->attn = NULL;
-  attn_config ac = {.page_size = x->o.page_size,
-                    .kv_dtype = x->o.kv_dtype,
-                    .max_rows = x->o.batch,
-                    .max_row_tokens = x->m->cfg.ctx,
-                    .max_pages = (int)v->o.kv_pages,
-                    .dense_layer = x->dense_layer};
-  if (attn_cpu_create(x->dev, x->policy, x->dense, &x->m->cfg, &ac, &x->attn, err) != 0 ||
-      engine_create(x->m, x->attn, x->o.batch, x->o.chunk, &x->eng, err) != 0) {
-    fprintf(stderr, "vx-serve serve: %s\n", err);
-    return -1;
-  }
-  return 0;
-}
-
 static void on_signal(int sig) {
   (void)sig;
   http_signalled = 1;
@@ -763,8 +742,8 @@ int http_serve_main(int argc, char **argv) {
   if (!v.o.name)
     v.o.name = base ? base + 1 : v.x.o.model ? v.x.o.model : "";
   rc = 1;
-  if (catch_signals() != 0 || serve_setup(&v.x, "serve") != 0 ||
-      (v.o.kv_pages && size_pool(&v) != 0))
+  v.x.o.kv_pages = (int)v.o.kv_pages; /* the pool serve_setup's backend gets */
+  if (catch_signals() != 0 || serve_setup(&v.x, "serve") != 0)
     goto out;
   const model_config *mc = &v.x.m->cfg;
   if (mc->eos >= 0)

@@ -317,9 +317,12 @@ int serve_rebuild(serve_ctx *x, vxrt_policy *policy) {
   x->attn = NULL;
   attn_config ac = {.page_size = x->o.page_size, .kv_dtype = x->o.kv_dtype,
                     .max_rows = x->o.batch, .max_row_tokens = x->m->cfg.ctx,
-                    .dense_layer = x->dense_layer};
+                    .max_pages = x->o.kv_pages, .dense_layer = x->dense_layer};
   int rc;
-  if (x->o.attn == SERVE_ATTN_ROWS) {
+  /* on a GPU the per-row path is the one validated on the H200 (docs/serving.md); the
+   * batched one runs there only when asked for, until it has been */
+  bool rows = x->o.attn == SERVE_ATTN_ROWS || (x->o.attn == SERVE_ATTN_AUTO && x->o.device == VXRT_CUDA);
+  if (rows) {
     rc = attn_cpu_create(x->dev, policy, x->dense, &x->m->cfg, &ac, &x->attn, err);
   } else {
     rc = attn_batch_create(x->dev, policy, x->dense, &x->m->cfg, &ac, &x->attn, err);
@@ -466,7 +469,8 @@ static void generate_usage(FILE *f) {
           "  --dense-policy P    the dense policy (default: stdlib dense)  --vxc PATH\n"
           "  --device cpu|cuda   where attention runs (default cpu); cuda compiles the policies'\n"
           "                      GPU kernels for the model's shape\n"
-          "  --attn rows|batch   libvxrt's batched calls (default) or its per-row calls\n");
+          "  --attn rows|batch   libvxrt's batched calls (default on the CPU) or its per-row\n"
+          "                      calls (default with --device cuda, where batched is untested)\n");
 }
 
 static int cmd_generate(int argc, char **argv) {
@@ -650,6 +654,8 @@ static void usage(FILE *f) {
              "  eval       a policy against dense attention on retrieval prompts, JSON out\n"
              "             (vx-serve eval --help)\n"
              "  serve      an OpenAI-compatible HTTP server (vx-serve serve --help)\n"
+             "  bench      decode throughput of a policy against dense, JSON out\n"
+             "             (vx-serve bench --help)\n"
              "Reference: docs/serving.md\n");
 }
 
@@ -664,6 +670,8 @@ int main(int argc, char **argv) {
     return serve_eval(argc, argv);
   if (!strcmp(argv[1], "serve"))
     return http_serve_main(argc, argv);
+  if (!strcmp(argv[1], "bench"))
+    return serve_bench(argc, argv);
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage(stdout);
     return 0;

@@ -24,6 +24,7 @@ typedef struct serve_opts {
   int nparams;
   int page_size, kv_dtype, batch, chunk;
   int device;                   /* VXRT_CPU (the default) or VXRT_CUDA: where attention runs */
+  int kv_pages;                 /* pages in the KV pool; 0: enough for `batch` full rows */
   int attn;                     /* serve_attn_kind: the attention backend (--attn) */
   uint64_t seed;
 } serve_opts;
@@ -54,5 +55,6 @@ int serve_rebuild(serve_ctx *x, vxrt_policy *policy);
 void serve_teardown(serve_ctx *x);
 
 int serve_eval(int argc, char **argv);
+int serve_bench(int argc, char **argv);
 
 #endif

@@ -58,6 +58,23 @@ batching)
     --prompt "abc" --prompt "a longer prompt" -n 40 --batch 1 >"$work/synth.txt" 2>&1 ||
     { cat "$work/synth.txt"; fail "synthetic model"; }
   ;;
+bench)
+  # vx-serve bench: the policy and dense in one run, a table row each, the ratio and the JSON
+  need stories260K.bin tok512.bin
+  "$serve" bench --model "$models/stories260K.bin" --tokenizer "$models/tok512.bin" --policy quest \
+    --param budget=64 --context 256 --steps 16 --batch 2 >"$work/bench.txt" 2>"$work/bench.err" ||
+    { cat "$work/bench.err"; fail "vx-serve bench"; }
+  cat "$work/bench.txt"
+  grep -q '^quest  *decode  *[0-9.]* tokens/s  step p50' "$work/bench.txt" || fail "no quest row"
+  grep -q '^dense  *decode' "$work/bench.txt" || fail "no dense row"
+  grep -q '^quest / dense: [0-9.]*x decode tokens/s' "$work/bench.txt" || fail "no ratio"
+  tail -1 "$work/bench.txt" | grep -q '"runs":\[{"attention":"quest".*"kv_tokens_per_sparse_layer":64}' ||
+    fail "JSON: quest's layers attend its 64-token budget"
+  grep -q 'step 16/16' "$work/bench.err" || fail "no progress line"
+  "$serve" bench --model "$models/stories260K.bin" --tokenizer "$models/tok512.bin" --context 500 --steps 32 \
+    2>"$work/bench.err" && fail "a context that does not fit was accepted"
+  grep -q 'does not fit the model' "$work/bench.err" || fail "no word on the context"
+  ;;
 attn_backends)
   # the batched attention backend (--attn batch, the default) against the per-row one: the
   # same tokens on stories260K (dense; quest with three prompts through two rows), the same
