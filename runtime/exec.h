@@ -19,7 +19,14 @@ typedef enum exec_tensor_kind {
 } exec_tensor_kind;
 
 /* Storage dtypes, as the compiler numbers them (compiler/ast.h DType). */
-typedef enum exec_dtype { EXEC_F32, EXEC_F16, EXEC_BF16, EXEC_FP8, EXEC_INT8, EXEC_U32 } exec_dtype;
+/* Storage dtypes: vxk.h's VXK_DTYPES (EXEC_F32, EXEC_F16, EXEC_BF16, EXEC_FP8, EXEC_INT8,
+ * EXEC_U32). */
+typedef enum exec_dtype {
+#define EXEC_DTYPE(tag, name, bytes) EXEC_##tag,
+  VXK_DTYPES(EXEC_DTYPE)
+#undef EXEC_DTYPE
+  EXEC_DTYPE_COUNT
+} exec_dtype;
 
 typedef struct exec_tensor {
   const char *name;

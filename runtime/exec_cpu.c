@@ -42,7 +42,9 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 static size_t dtype_size(exec_dtype d) {
-  static const size_t size[] = {4, 2, 2, 1, 1, 4};
+#define EXEC_DTYPE_BYTES(tag, name, bytes) bytes,
+  static const size_t size[] = {VXK_DTYPES(EXEC_DTYPE_BYTES)};
+#undef EXEC_DTYPE_BYTES
   return size[d];
 }
 

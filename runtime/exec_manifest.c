@@ -5,8 +5,10 @@
 #include <string.h>
 
 static exec_dtype dtype_of(const char *name) {
-  static const char *const names[] = {"f32", "f16", "bf16", "fp8", "int8", "u32"};
-  for (int i = 0; i < 6; i++)
+#define EXEC_DTYPE_NAME(tag, dtype_name, bytes) #dtype_name,
+  static const char *const names[] = {VXK_DTYPES(EXEC_DTYPE_NAME)};
+#undef EXEC_DTYPE_NAME
+  for (int i = 0; i < EXEC_DTYPE_COUNT; i++)
     if (!strcmp(name, names[i]))
       return (exec_dtype)i;
   return EXEC_F32; /* art_parse admits no other name */
