@@ -27,7 +27,7 @@
 
 #include "vxrt.h"
 
-enum { MAX_POLICIES = 16, MAX_LIST = 8, WARMUP = 5, EXIT_NO_GPU = 77 };
+enum { MAX_POLICIES = 16, MAX_LIST = 8, MAX_ROWS = 1024, WARMUP = 5, EXIT_NO_GPU = 77 };
 
 typedef struct Options {
   vxrt_device_kind device;
@@ -152,6 +152,11 @@ static int parse_options(int argc, char **argv, Options *o) {
     }
     i++;
   }
+  for (int i = 0; i < o->nB; i++)
+    if (o->B[i] > MAX_ROWS) {
+      fprintf(stderr, "vx-bench: --B %d: at most %d rows\n", o->B[i], MAX_ROWS);
+      return 0;
+    }
   if (!o->npolicies) {
     fprintf(stderr, "vx-bench: no artifact given\n");
     usage(stderr);
@@ -246,6 +251,8 @@ static int time_fn(Run *r, step_fn fn, double *us) {
   return ok;
 }
 
+/* Fills one layer's K and V pools with random values: one block made once and uploaded over
+ * and over (timing does not depend on the values; making 30 GB of them would take minutes). */
 static int fill_pools(Run *r, vxrt_cache *cache) {
   enum { BLOCK = 16 << 20 };
   vxrt_kv_pool pool;
@@ -256,13 +263,13 @@ static int fill_pools(Run *r, vxrt_cache *cache) {
   float *f = malloc(sizeof(float) * n);
   void *h = malloc(BLOCK);
   int ok = f && h;
+  for (size_t i = 0; ok && i < n; i++)
+    f[i] = random_value();
+  ok = ok && !vxrt_convert_from_f32(r->o->kv, f, h, n);
   for (int w = 0; ok && w < 2; w++)
     for (size_t at = 0; ok && at < ci.pool_bytes; at += BLOCK) {
       size_t bytes = ci.pool_bytes - at < BLOCK ? ci.pool_bytes - at : BLOCK;
-      for (size_t i = 0; i < bytes / esize; i++)
-        f[i] = random_value();
-      ok = !vxrt_convert_from_f32(r->o->kv, f, h, bytes / esize) &&
-           !vxrt_buffer_upload(r->dev, (uint64_t)(uintptr_t)(w ? pool.v : pool.k) + at, h, bytes);
+      ok = !vxrt_buffer_upload(r->dev, (uint64_t)(uintptr_t)(w ? pool.v : pool.k) + at, h, bytes);
     }
   free(f);
   free(h);
@@ -315,7 +322,7 @@ static int attended_tokens(Run *r, int N, double *out) {
  * filled at random, fields rebuilt; then the step's token prepared. */
 static int make_rows(Run *r, vxrt_cache *cache, vxrt_state *st, int B, int N) {
   float *zero = calloc((size_t)r->o->Hkv * r->o->D, sizeof(float));
-  int rows[1024], ok = zero != NULL;
+  int rows[MAX_ROWS], ok = zero != NULL;
   for (int i = 0; ok && i < B; i++)
     ok = !vxrt_row_open(cache, &rows[i]) && !vxrt_append(cache, rows[i], 0, zero, zero, 1) &&
          !vxrt_prefill(st, rows[i], 0);
