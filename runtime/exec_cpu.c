@@ -5,9 +5,9 @@
  * the always-kept ones (ALGORITHMS.md §0); a budget of at least the row length selects
  * every token. */
 #include "exec.h"
+#include "extent.h"
 #include "vxrt_internal.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -50,75 +50,29 @@ static size_t dtype_size(exec_dtype d) {
 
 /* ---- extents ---- */
 
-typedef struct ExtentEval {
+typedef struct ExtentNames {
   const exec_policy *pol;
   const exec_shape *sh;
   int npages;
-  const char *s;
-  int bad;
-} ExtentEval;
+} ExtentNames;
 
-static long ext_expr(ExtentEval *e);
-
-static long ext_factor(ExtentEval *e) {
-  if (*e->s == '(') {
-    e->s++;
-    long v = ext_expr(e);
-    if (*e->s == ')')
-      e->s++;
-    else
-      e->bad = 1;
-    return v;
-  }
-  if (*e->s >= '0' && *e->s <= '9')
-    return strtol(e->s, (char **)&e->s, 10);
-  const char *start = e->s;
-  while ((*e->s >= 'a' && *e->s <= 'z') || (*e->s >= 'A' && *e->s <= 'Z') || (*e->s >= '0' && *e->s <= '9') || *e->s == '_')
-    e->s++;
-  size_t n = (size_t)(e->s - start);
-  if (n == 1 && *start == 'D')
-    return e->sh->D;
-  if (n == 1 && *start == 'G')
-    return e->sh->G;
-  if (n == 1 && *start == 'P')
-    return e->sh->P;
-  if (n == 6 && !strncmp(start, "npages", 6))
+/* D, G, P, npages and the params' values, for vxrt_extent_eval. */
+static long extent_name(void *user, const char *name, size_t n, int *ok) {
+  const ExtentNames *e = user;
+  if (n == 1 && (*name == 'D' || *name == 'G' || *name == 'P'))
+    return *name == 'D' ? e->sh->D : *name == 'G' ? e->sh->G : e->sh->P;
+  if (n == 6 && !strncmp(name, "npages", 6))
     return e->npages;
   for (int i = 0; i < e->pol->nparams; i++)
-    if (strlen(e->pol->param_names[i]) == n && !strncmp(start, e->pol->param_names[i], n))
+    if (strlen(e->pol->param_names[i]) == n && !strncmp(name, e->pol->param_names[i], n))
       return (long)e->pol->param_values[i];
-  e->bad = 1;
+  *ok = 0;
   return 0;
 }
 
-static long ext_term(ExtentEval *e) {
-  long v = ext_factor(e);
-  while (*e->s == '*' || *e->s == '/' || *e->s == '%') {
-    char op = *e->s++;
-    long r = ext_factor(e);
-    if (op != '*' && r == 0) {
-      e->bad = 1;
-      return 0;
-    }
-    v = op == '*' ? v * r : op == '/' ? v / r : v % r;
-  }
-  return v;
-}
-
-static long ext_expr(ExtentEval *e) {
-  long v = ext_term(e);
-  while (*e->s == '+' || *e->s == '-') {
-    char op = *e->s++;
-    long r = ext_term(e);
-    v = op == '+' ? v + r : v - r;
-  }
-  return v;
-}
-
 long exec_extent(const exec_policy *pol, const exec_shape *shape, const char *text, int npages) {
-  ExtentEval e = {pol, shape, npages, text, 0};
-  long v = ext_expr(&e);
-  return e.bad || *e.s || v < 0 ? -1 : v;
+  ExtentNames e = {pol, shape, npages};
+  return vxrt_extent_eval(text, extent_name, &e);
 }
 
 static int is_paged(const exec_tensor *t) {
@@ -147,16 +101,10 @@ static int extents_ok(const exec_state *st, const exec_tensor *t, int npages, ch
       continue;
     char params[256] = "";
     size_t used = 0;
-    for (int k = 0; k < st->pol.nparams && used < sizeof params - 64; k++) {
-      const char *name = st->pol.param_names[k], *at = strstr(t->extents[i], name);
-      size_t len = strlen(name);
-      while (at && ((at > t->extents[i] && (isalnum((unsigned char)at[-1]) || at[-1] == '_')) ||
-                    isalnum((unsigned char)at[len]) || at[len] == '_'))
-        at = strstr(at + 1, name);
-      if (at)
-        used += (size_t)snprintf(params + used, sizeof params - used, "%s%s = %g", used ? ", " : " with ", name,
-                                 st->pol.param_values[k]);
-    }
+    for (int k = 0; k < st->pol.nparams && used < sizeof params - 64; k++)
+      if (vxrt_extent_names(t->extents[i], st->pol.param_names[k]))
+        used += (size_t)snprintf(params + used, sizeof params - used, "%s%s = %g", used ? ", " : " with ",
+                                 st->pol.param_names[k], st->pol.param_values[k]);
     char value[32] = "negative or not computable";
     if (e == 0)
       snprintf(value, sizeof value, "0");

@@ -4,28 +4,8 @@
  * this, budget=-5 ran and attended only the kept tokens, and R=0 ran with empty tensors. */
 #include "params.h"
 
-#include <ctype.h>
-#include <string.h>
-
+#include "extent.h"
 #include "vxrt_internal.h"
-
-/* Whether the extent text (canonical: names, integers, + - * / % and parentheses) names
- * the param. */
-static int extent_names(const char *extent, const char *name) {
-  size_t n = strlen(name);
-  for (const char *s = extent; *s;) {
-    if (isalpha((unsigned char)*s) || *s == '_') {
-      const char *start = s;
-      while (isalnum((unsigned char)*s) || *s == '_')
-        s++;
-      if ((size_t)(s - start) == n && !strncmp(start, name, n))
-        return 1;
-    } else {
-      s++;
-    }
-  }
-  return 0;
-}
 
 /* A positive-integer rule for a param that is an extent: the first tensor it sizes. */
 static vxrt_status check_extent(const art_manifest *m, int p, double v) {
@@ -34,7 +14,7 @@ static vxrt_status check_extent(const art_manifest *m, int p, double v) {
   const char *name = m->params[p].name;
   for (int f = 0; f < m->nfields; f++)
     for (int a = 0; a < m->fields[f].naxes; a++)
-      if (extent_names(m->fields[f].axes[a], name))
+      if (vxrt_extent_names(m->fields[f].axes[a], name))
         return vxrt_fail(VXRT_ERR_PARAM,
                          "policy %s: parameter '%s' = %.17g: it is an extent (of '%s', axis %d: "
                          "%s), which must be a positive integer",
