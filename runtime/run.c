@@ -288,16 +288,55 @@ static vxrt_status cuda_attend(vxrt_state *st, int row, int layer, const exec_kv
   return s;
 }
 
+/* ---- the CPU: the executor */
+
+static vxrt_status cpu_prefill(vxrt_state *st, int row, int layer, const exec_kv *kv) {
+  char err[512];
+  return exec_result(exec_prefill(st->ex, row, layer, kv, err, sizeof err), err);
+}
+
+static vxrt_status cpu_summarise(vxrt_state *st, int row, int layer, const exec_kv *kv, int64_t first) {
+  char err[512];
+  return exec_result(exec_append(st->ex, row, layer, kv, (int)first, err, sizeof err), err);
+}
+
+static vxrt_status cpu_select(vxrt_state *st, int row, int layer, const exec_kv *kv, const float *q,
+                              uint8_t *selected) {
+  char err[512];
+  return exec_result(exec_select(step_exec(st, layer), row, layer, kv, q, selected, err, sizeof err), err);
+}
+
+static vxrt_status cpu_attend(vxrt_state *st, int row, int layer, const exec_kv *kv, const float *q, float *out,
+                              float *lse) {
+  char err[512];
+  return exec_result(exec_attend(step_exec(st, layer), row, layer, kv, q, out, lse, err, sizeof err), err);
+}
+
+static vxrt_status cuda_prefill(vxrt_state *st, int row, int layer, const exec_kv *kv) {
+  return cuda_summarise(st, row, layer, kv, 0);
+}
+
+/* How a state runs the per-row calls, one table per device; the public functions below
+ * check their arguments and the row once, for both. */
+typedef struct row_backend {
+  vxrt_status (*prefill)(vxrt_state *st, int row, int layer, const exec_kv *kv);
+  vxrt_status (*summarise)(vxrt_state *st, int row, int layer, const exec_kv *kv, int64_t first);
+  vxrt_status (*select)(vxrt_state *st, int row, int layer, const exec_kv *kv, const float *q,
+                        uint8_t *selected);
+  vxrt_status (*attend)(vxrt_state *st, int row, int layer, const exec_kv *kv, const float *q, float *out,
+                        float *lse);
+} row_backend;
+
+static const row_backend cpu_rows = {cpu_prefill, cpu_summarise, cpu_select, cpu_attend};
+static const row_backend cuda_rows = {cuda_prefill, cuda_summarise, cuda_select, cuda_attend};
+
+static const row_backend *rows_of(const vxrt_state *st) { return st->gpu ? &cuda_rows : &cpu_rows; }
+
 vxrt_status vxrt_prefill(vxrt_state *st, int row, int layer) {
   exec_kv kv;
   vxrt_status s = row_view(st, row, layer, &kv, "vxrt_prefill");
-  if (s)
-    return s;
-  char err[512];
-  if (st->gpu)
-    s = cuda_summarise(st, row, layer, &kv, 0);
-  else
-    s = exec_result(exec_prefill(st->ex, row, layer, &kv, err, sizeof err), err);
+  if (!s)
+    s = rows_of(st)->prefill(st, row, layer, &kv);
   if (!s)
     vxrt_state_set_prefill(st, row, layer, kv.len);
   return s;
@@ -308,13 +347,10 @@ vxrt_status vxrt_summarise(vxrt_state *st, int row, int layer, int64_t first_tok
   vxrt_status s = decode_view(st, row, layer, &kv, "vxrt_summarise");
   if (s)
     return s;
-  char err[512];
-  if (!st->gpu)
-    return exec_result(exec_append(st->ex, row, layer, &kv, (int)first_token, err, sizeof err), err);
   if (first_token < 0 || first_token >= kv.len)
     return vxrt_fail(VXRT_ERR_INVALID_ARG, "first new token %lld is outside the row of %d tokens",
                      (long long)first_token, kv.len);
-  return cuda_summarise(st, row, layer, &kv, first_token);
+  return rows_of(st)->summarise(st, row, layer, &kv, first_token);
 }
 
 vxrt_status vxrt_select(vxrt_state *st, int row, int layer, const float *q, uint8_t *selected) {
@@ -324,9 +360,7 @@ vxrt_status vxrt_select(vxrt_state *st, int row, int layer, const float *q, uint
     return s;
   if (!q)
     return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_select: q is NULL");
-  char err[512];
-  s = st->gpu ? cuda_select(st, row, layer, &kv, q, selected)
-              : exec_result(exec_select(step_exec(st, layer), row, layer, &kv, q, selected, err, sizeof err), err);
+  s = rows_of(st)->select(st, row, layer, &kv, q, selected);
   st->selected_row = s ? -1 : row;
   st->selected_layer = layer;
   st->selected_len = kv.len;
@@ -346,8 +380,5 @@ vxrt_status vxrt_attend(vxrt_state *st, int row, int layer, const float *q, floa
                      "vxrt_attend: row %d layer %d (length %d) has no current selection; call "
                      "vxrt_select for it just before",
                      row, layer, kv.len);
-  char err[512];
-  if (st->gpu)
-    return cuda_attend(st, row, layer, &kv, q, out, lse);
-  return exec_result(exec_attend(step_exec(st, layer), row, layer, &kv, q, out, lse, err, sizeof err), err);
+  return rows_of(st)->attend(st, row, layer, &kv, q, out, lse);
 }
