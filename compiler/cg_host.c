@@ -819,7 +819,7 @@ static void gen_stores(Cg *c, const VirKernel *k, Buffers *bufs) {
 }
 
 /* Attention of query head g over the selection, with the logit modifiers applied in source
- * order, online softmax in f32 (ALGORITHMS.md §0). */
+ * order, online softmax in f32 (docs/ir.md, "Host code generation"). */
 static void gen_attend(Cg *c, const VirKernel *k, Buffers *bufs) {
   for (const VirStore *s = k->stores; s; s = s->next)
     materialise_needed(c, k, s->value, bufs);

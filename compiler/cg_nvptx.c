@@ -1,5 +1,5 @@
 /* cg_nvptx.c - VIR to PTX: the GPU kernels of a policy, written as fixed skeletons in C that
- * build LLVM IR, with the policy's VIR inlined at typed hooks (GPU.md section 4, option B).
+ * build LLVM IR, with the policy's VIR inlined at typed hooks (docs/gpu.md).
  * The ABI is runtime/vxk_gpu.h: one by-value table of 64-bit slots per kernel, entries
  * "vxg_<kind>__<shape>", specialised on D, G, P and the KV dtype so that channel loops unroll
  * into registers and every K/V access is a 16-byte load.
@@ -401,7 +401,7 @@ static void begin_kernel(Gx *g, const char *kind, int threads, int maxnreg) {
   char n[16];
   snprintf(n, sizeof n, "%d", threads);
   LLVMAddAttributeAtIndex(g->fn, LLVMAttributeFunctionIndex, LLVMCreateStringAttribute(g->ctx, "nvvm.maxntid", 12, n, (unsigned)strlen(n)));
-  /* an explicit register cap: with only maxntid, ptxas picked 64 and spilled (GPU.md, A) */
+  /* an explicit register cap: with only maxntid, ptxas picked 64 and spilled (docs/performance.md) */
   snprintf(n, sizeof n, "%d", maxnreg);
   LLVMAddAttributeAtIndex(g->fn, LLVMAttributeFunctionIndex, LLVMCreateStringAttribute(g->ctx, "nvvm.maxnreg", 12, n, (unsigned)strlen(n)));
   LLVMPositionBuilderAtEnd(g->b, block(g, "entry"));
@@ -1187,7 +1187,7 @@ static LLVMValueRef where_mask(Gx *g, const VirStore *w, int *coord) {
 /* Evaluates the select hook for this CTA's slice of the row's pages (slice y of S = grid.y):
  * the top() score's order key (0 for kept pages) and the union of the where() masks, into
  * KEYS. A lane group takes SEL_UNROLL pages at a time, their page ids and fields loaded
- * before their math, so that several pages per group are in flight (GPU.md, appendix A). */
+ * before their math, so that several pages per group are in flight (docs/gpu.md). */
 static void score_sweep(Gx *g, const VirKernel *k, const VirStore *score, const VirStore *const *wheres, int nwheres) {
   g->k = k;
   g->lanes = g->s.D / CPL;
@@ -1803,7 +1803,7 @@ static void gen_attend(Gx *g) {
   LLVMValueRef ntok = LLVMBuildMul(g->b, nseg, c32(g, P), "");
   int step = a.groups * U;
   /* software pipelining: the K and V of the next U tokens are loaded before this U's math,
-   * so a lane group always has 2 U rows in flight (GPU.md section 2.4: bytes in flight) */
+   * so a lane group always has 2 U rows in flight (bytes in flight: docs/gpu.md) */
   AttSlot at;
   LLVMValueRef kv[ATT_UNROLL][2], cur[ATT_UNROLL][2], ok[ATT_UNROLL];
   AttElem el[ATT_UNROLL];

@@ -1,4 +1,4 @@
-/* cache.c - the paged KV cache of libvxrt (DESIGN.md section 5, "Memory").
+/* cache.c - the paged KV cache of libvxrt (docs/runtime.md, the cache).
  *
  * One device allocation holds, for every layer, a K pool and a V pool of max_pages pages;
  * in a pool, the (page p, KV head h) block is contiguous (P x D elements, token-major) at

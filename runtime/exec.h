@@ -18,7 +18,6 @@ typedef enum exec_tensor_kind {
   EXEC_INPUT, EXEC_CONST, EXEC_ROW, EXEC_PAGE, EXEC_TOKEN, EXEC_STEP
 } exec_tensor_kind;
 
-/* Storage dtypes, as the compiler numbers them (compiler/ast.h DType). */
 /* Storage dtypes: vxk.h's VXK_DTYPES (EXEC_F32, EXEC_F16, EXEC_BF16, EXEC_FP8, EXEC_INT8,
  * EXEC_U32). */
 typedef enum exec_dtype {
@@ -137,8 +136,25 @@ int exec_read_tensor(exec_state *st, int row, int layer, int head, const exec_kv
  * one (row, layer, head) copy of row state) for D, G, P of the state's shape; -1 if its
  * extents cannot be evaluated. */
 long exec_tensor_block(const exec_state *st, int tensor, int *paged);
+/* ---- planning (exec_plan.c): shared by the executors, touching no state ---- */
+
 /* Bytes per element of a storage dtype. */
 size_t exec_dtype_bytes(exec_dtype d);
+void exec_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Whether t is stored per page like the KV cache (its first axis is npages). */
+int exec_is_paged(const exec_tensor *t);
+/* Elements of t with npages pages; for a paged tensor, one page's block; -1 if an extent
+ * cannot be evaluated. */
+long exec_tensor_elems(const exec_policy *pol, const exec_shape *sh, const exec_tensor *t, int npages);
+/* Whether every extent of t is a positive integer; else a message naming the axis, its text,
+ * its value and the params it reads. */
+int exec_extents_ok(const exec_policy *pol, const exec_shape *sh, const exec_tensor *t, int npages, char *err,
+                    size_t errlen);
+/* A const's data (malloc'd), or NULL with the reason. */
+void *exec_make_const(const exec_policy *pol, const exec_shape *sh, int id, char *err, size_t errlen);
+/* Element i of a tensor of dtype d, as f32, and back (with the cache's rounding). */
+float exec_load_f32(const void *base, exec_dtype d, size_t i);
+void exec_store_f32(void *base, exec_dtype d, size_t i, float x);
 /* A const's host data, as exec_create made it (NULL for other tensors). */
 const void *exec_const_data(const exec_state *st, int tensor);
 /* Runs vxk_scalars once with the shape and params alone (they are load-time values) into

@@ -2,14 +2,13 @@
  * tensors; this file owns their memory, builds each kernel's vxk_ctx, and turns scores into
  * a selection: always-kept ranges first, then top() over what is left of the budget (ties to
  * the lower index), where() conditions, and their union. Budgets count tokens and include
- * the always-kept ones (ALGORITHMS.md §0); a budget of at least the row length selects
- * every token. */
+ * the always-kept ones (docs/language.md, docs/runtime.md section 6); a budget of at least
+ * the row length selects every token. Extents, consts and element conversions come from
+ * exec_plan.c. */
 #include "exec.h"
-#include "extent.h"
 #include "vxrt_internal.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,224 +31,6 @@ struct exec_state {
   float *keys;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
-static size_t dtype_size(exec_dtype d) {
-#define EXEC_DTYPE_BYTES(tag, name, bytes) bytes,
-  static const size_t size[] = {VXK_DTYPES(EXEC_DTYPE_BYTES)};
-#undef EXEC_DTYPE_BYTES
-  return size[d];
-}
-
-/* ---- extents ---- */
-
-typedef struct ExtentNames {
-  const exec_policy *pol;
-  const exec_shape *sh;
-  int npages;
-} ExtentNames;
-
-/* D, G, P, npages and the params' values, for vxrt_extent_eval. */
-static long extent_name(void *user, const char *name, size_t n, int *ok) {
-  const ExtentNames *e = user;
-  if (n == 1 && (*name == 'D' || *name == 'G' || *name == 'P'))
-    return *name == 'D' ? e->sh->D : *name == 'G' ? e->sh->G : e->sh->P;
-  if (n == 6 && !strncmp(name, "npages", 6))
-    return e->npages;
-  for (int i = 0; i < e->pol->nparams; i++)
-    if (strlen(e->pol->param_names[i]) == n && !strncmp(name, e->pol->param_names[i], n))
-      return (long)e->pol->param_values[i];
-  *ok = 0;
-  return 0;
-}
-
-long exec_extent(const exec_policy *pol, const exec_shape *shape, const char *text, int npages) {
-  ExtentNames e = {pol, shape, npages};
-  return vxrt_extent_eval(text, extent_name, &e);
-}
-
-static int is_paged(const exec_tensor *t) {
-  return (t->kind == EXEC_PAGE || t->kind == EXEC_TOKEN || t->kind == EXEC_ROW) && t->rank > 0 &&
-         !strcmp(t->extents[0], "npages");
-}
-
-/* Elements of t with npages pages; for a paged tensor, one page's block. */
-static long tensor_elems(const exec_state *st, const exec_tensor *t, int npages) {
-  long n = 1;
-  for (int i = is_paged(t); i < t->rank; i++) {
-    long e = exec_extent(&st->pol, &st->sh, t->extents[i], npages);
-    if (e < 0)
-      return -1;
-    n *= e;
-  }
-  return n;
-}
-
-/* Whether every extent of t (a page axis counts npages) is a positive integer; if not, a
- * message naming the axis, its text, its value and the params the text reads. */
-static int extents_ok(const exec_state *st, const exec_tensor *t, int npages, char *err, size_t errlen) {
-  for (int i = is_paged(t); i < t->rank; i++) {
-    long e = exec_extent(&st->pol, &st->sh, t->extents[i], npages);
-    if (e >= 1)
-      continue;
-    char params[256] = "";
-    size_t used = 0;
-    for (int k = 0; k < st->pol.nparams && used < sizeof params - 64; k++)
-      if (vxrt_extent_names(t->extents[i], st->pol.param_names[k]))
-        used += (size_t)snprintf(params + used, sizeof params - used, "%s%s = %g", used ? ", " : " with ",
-                                 st->pol.param_names[k], st->pol.param_values[k]);
-    char value[32] = "negative or not computable";
-    if (e == 0)
-      snprintf(value, sizeof value, "0");
-    set_err(err, errlen, "%s '%s': axis %d's extent '%s' is %s%s; an extent must be a positive integer",
-            t->kind == EXEC_CONST ? "const" : "tensor", t->name, i + 1, t->extents[i], value, params);
-    return 0;
-  }
-  return 1;
-}
-
-/* ---- constants ---- */
-
-/* splitmix64 and Box-Muller, exactly as tests/ref/ref.h spells them, so that gaussian(seed)
- * constants equal the references'. */
-typedef struct Rng {
-  uint64_t state;
-  int has_spare;
-  double spare;
-} Rng;
-
-static uint64_t rng_u64(Rng *g) {
-  uint64_t z = (g->state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-static double rng_uniform(Rng *g) { return ((double)(rng_u64(g) >> 11) + 0.5) * 0x1.0p-53; }
-
-static double rng_gauss(Rng *g) {
-  if (g->has_spare) {
-    g->has_spare = 0;
-    return g->spare;
-  }
-  double u1 = rng_uniform(g), u2 = rng_uniform(g);
-  double r = sqrt(-2.0 * log(u1)), a = 2.0 * 3.14159265358979323846 * u2;
-  g->spare = r * sin(a);
-  g->has_spare = 1;
-  return r * cos(a);
-}
-
-static void store_f32(void *base, exec_dtype d, size_t i, float x);
-
-static double param_or_literal(const exec_policy *pol, const char *text, int *ok) {
-  for (int i = 0; i < pol->nparams; i++)
-    if (!strcmp(pol->param_names[i], text))
-      return pol->param_values[i];
-  char *end;
-  double v = strtod(text, &end);
-  *ok = *text && !*end;
-  return v;
-}
-
-static int make_const(exec_state *st, int id, char *err, size_t errlen) {
-  const exec_tensor *t = &st->pol.tensors[id];
-  if (!extents_ok(st, t, 1, err, errlen))
-    return 0;
-  long n = tensor_elems(st, t, 1);
-  st->consts[id] = calloc((size_t)(n ? n : 1), dtype_size(t->dtype));
-  if (!st->consts[id]) {
-    set_err(err, errlen, "out of memory for const '%s'", t->name);
-    return 0;
-  }
-  if (!t->init)
-    return 1;
-  if (!strcmp(t->init, "gaussian")) {
-    int ok = 1;
-    double seed = param_or_literal(&st->pol, t->init_arg ? t->init_arg : "", &ok);
-    if (!ok) {
-      set_err(err, errlen, "const '%s': gaussian() seed '%s' is not a param or a number", t->name, t->init_arg);
-      return 0;
-    }
-    Rng g = {(uint64_t)(int64_t)seed, 0, 0};
-    for (long i = 0; i < n; i++)
-      store_f32(st->consts[id], t->dtype, (size_t)i, (float)rng_gauss(&g));
-    return 1;
-  }
-  char path[4096];
-  const char *file = t->init_arg ? t->init_arg : "";
-  if (file[0] != '/' && st->pol.base_dir)
-    snprintf(path, sizeof path, "%s/%s", st->pol.base_dir, file);
-  else
-    snprintf(path, sizeof path, "%s", file);
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    set_err(err, errlen, "const '%s': cannot open '%s' for load()", t->name, path);
-    return 0;
-  }
-  size_t want = (size_t)n * dtype_size(t->dtype);
-  size_t got = fread(st->consts[id], 1, want, f);
-  int extra = fgetc(f) != EOF;
-  fclose(f);
-  if (got != want || extra) {
-    set_err(err, errlen, "const '%s': '%s' must hold exactly %zu bytes (%ld %s values), it %s", t->name,
-            path, want, n, t->dtype == EXEC_U32 ? "u32" : "f32", extra ? "is longer" : "is shorter");
-    return 0;
-  }
-  return 1;
-}
-
-/* ---- element access ---- */
-
-/* Element conversions are libvxrt's own (convert.c), the ones the cache uses. */
-static float load_f32(const void *base, exec_dtype d, size_t i) {
-  switch (d) {
-  case EXEC_F16:
-    return vxrt_f16_to_f32(((const uint16_t *)base)[i]);
-  case EXEC_BF16:
-    return vxrt_bf16_to_f32(((const uint16_t *)base)[i]);
-  case EXEC_FP8:
-    return vxrt_e4m3_to_f32(((const uint8_t *)base)[i]);
-  case EXEC_INT8:
-    return (float)((const int8_t *)base)[i];
-  case EXEC_U32:
-    return (float)((const uint32_t *)base)[i];
-  default:
-    return ((const float *)base)[i];
-  }
-}
-
-static void store_f32(void *base, exec_dtype d, size_t i, float x) {
-  switch (d) {
-  case EXEC_F16:
-    ((uint16_t *)base)[i] = vxrt_f32_to_f16(x);
-    break;
-  case EXEC_BF16:
-    ((uint16_t *)base)[i] = vxrt_f32_to_bf16(x);
-    break;
-  case EXEC_FP8:
-    ((uint8_t *)base)[i] = vxrt_f32_to_e4m3(x);
-    break;
-  case EXEC_INT8: {
-    float r = roundf(x);
-    ((int8_t *)base)[i] = (int8_t)(r < -128 ? -128 : r > 127 ? 127 : r);
-    break;
-  }
-  case EXEC_U32:
-    ((uint32_t *)base)[i] = (uint32_t)x;
-    break;
-  default:
-    ((float *)base)[i] = x;
-    break;
-  }
-}
-
 /* ---- state ---- */
 
 static size_t row_slot(const exec_state *st, int row, int layer, int head) {
@@ -268,12 +49,12 @@ static void bind_tensors(exec_state *st, int row, int layer, int head) {
     void *p = NULL;
     if (t->kind == EXEC_CONST)
       p = st->consts[i];
-    else if (is_paged(t))
+    else if (exec_is_paged(t))
       p = st->pools[(size_t)i * (size_t)st->sh.layers + (size_t)layer];
     else if (t->kind == EXEC_ROW)
-      p = (char *)st->rows[i] + row_slot(st, row, layer, head) * st->row_elems[i] * dtype_size(t->dtype);
+      p = (char *)st->rows[i] + row_slot(st, row, layer, head) * st->row_elems[i] * exec_dtype_bytes(t->dtype);
     else if (t->kind == EXEC_STEP) /* one copy per KV head: select fills them, attend reads them */
-      p = (char *)st->step[i] + (size_t)head * st->row_elems[i] * dtype_size(t->dtype);
+      p = (char *)st->step[i] + (size_t)head * st->row_elems[i] * exec_dtype_bytes(t->dtype);
     st->ptrs[i] = p;
   }
 }
@@ -320,16 +101,16 @@ static int alloc_tensor_state(exec_state *st, int i, char *err, size_t errlen) {
   if (t->kind == EXEC_INPUT)
     return 1;
   if (t->rank > EXEC_MAX_RANK) {
-    set_err(err, errlen, "tensor '%s': rank %d is more than the CPU backend addresses", t->name, t->rank);
+    exec_set_err(err, errlen, "tensor '%s': rank %d is more than the CPU backend addresses", t->name, t->rank);
     return 0;
   }
   if (t->kind == EXEC_CONST)
-    return make_const(st, i, err, errlen);
-  if (!extents_ok(st, t, sh->max_row_pages, err, errlen))
+    return (st->consts[i] = exec_make_const(&st->pol, &st->sh, i, err, errlen)) != NULL;
+  if (!exec_extents_ok(&st->pol, &st->sh, t, sh->max_row_pages, err, errlen))
     return 0;
-  long n = tensor_elems(st, t, sh->max_row_pages);
-  size_t bytes = (size_t)(n ? n : 1) * dtype_size(t->dtype);
-  if (is_paged(t)) {
+  long n = exec_tensor_elems(&st->pol, &st->sh, t, sh->max_row_pages);
+  size_t bytes = (size_t)(n ? n : 1) * exec_dtype_bytes(t->dtype);
+  if (exec_is_paged(t)) {
     for (int l = 0; l < sh->layers; l++) {
       void **p = &st->pools[(size_t)i * (size_t)sh->layers + (size_t)l];
       *p = calloc((size_t)sh->max_pages * (size_t)sh->kv_heads, bytes);
@@ -349,7 +130,7 @@ static int alloc_tensor_state(exec_state *st, int i, char *err, size_t errlen) {
   }
   return 1;
 oom:
-  set_err(err, errlen, "out of memory for the state of '%s'", t->name);
+  exec_set_err(err, errlen, "out of memory for the state of '%s'", t->name);
   return 0;
 }
 
@@ -357,7 +138,7 @@ exec_state *exec_create(const exec_policy *pol, const exec_shape *shape, char *e
   const exec_shape *sh = shape;
   if (sh->layers < 1 || sh->kv_heads < 1 || sh->D < 1 || sh->G < 1 || sh->P < 1 || sh->max_pages < 1 ||
       sh->max_rows < 1 || sh->max_row_pages < 1) {
-    set_err(err, errlen, "invalid shape: every size must be at least 1");
+    exec_set_err(err, errlen, "invalid shape: every size must be at least 1");
     return NULL;
   }
   exec_state *st = calloc(1, sizeof *st);
@@ -383,7 +164,7 @@ exec_state *exec_create(const exec_policy *pol, const exec_shape *shape, char *e
   st->keys = calloc(tokens, sizeof(float));
   if (!st->consts || !st->rows || !st->row_elems || !st->step || !st->pools || !st->ptrs || !st->scalars ||
       !st->kept || !st->sel || !st->prob || !st->order || !st->order_tmp || !st->keys) {
-    set_err(err, errlen, "out of memory");
+    exec_set_err(err, errlen, "out of memory");
     exec_destroy(st);
     return NULL;
   }
@@ -393,7 +174,7 @@ exec_state *exec_create(const exec_policy *pol, const exec_shape *shape, char *e
     int bad = pol->k.require(&c);
     int named = pol->require_texts && bad >= 1 && bad <= pol->nrequires;
     if (bad) {
-      set_err(err, errlen, "the policy's require #%d%s%s%s does not hold for D=%d, G=%d, P=%d and its params", bad,
+      exec_set_err(err, errlen, "the policy's require #%d%s%s%s does not hold for D=%d, G=%d, P=%d and its params", bad,
               named ? " (" : "", named ? pol->require_texts[bad - 1] : "", named ? ")" : "", sh->D, sh->G, sh->P);
       exec_destroy(st);
       return NULL;
@@ -416,9 +197,9 @@ void exec_row_reset(exec_state *st, int row) {
     return;
   for (int i = 0; i < st->pol.ntensors; i++) {
     const exec_tensor *t = &st->pol.tensors[i];
-    if (t->kind != EXEC_ROW || is_paged(t))
+    if (t->kind != EXEC_ROW || exec_is_paged(t))
       continue;
-    size_t bytes = st->row_elems[i] * dtype_size(t->dtype);
+    size_t bytes = st->row_elems[i] * exec_dtype_bytes(t->dtype);
     for (int l = 0; l < st->sh.layers; l++)
       for (int h = 0; h < st->sh.kv_heads; h++)
         memset((char *)st->rows[i] + row_slot(st, row, l, h) * bytes, 0, bytes);
@@ -430,17 +211,17 @@ void exec_row_reset(exec_state *st, int row) {
 static int check_call(exec_state *st, int row, int layer, const exec_kv *kv, char *err, size_t errlen) {
   int npages = (kv->len + st->sh.P - 1) / st->sh.P;
   if (row < 0 || row >= st->sh.max_rows || layer < 0 || layer >= st->sh.layers) {
-    set_err(err, errlen, "row %d or layer %d out of range", row, layer);
+    exec_set_err(err, errlen, "row %d or layer %d out of range", row, layer);
     return 0;
   }
   if (kv->len < 1 || npages > st->sh.max_row_pages || kv->prefill_len < 0 || kv->prefill_len > kv->len) {
-    set_err(err, errlen, "row length %d (prefill %d) does not fit %d pages of %d tokens", kv->len,
+    exec_set_err(err, errlen, "row length %d (prefill %d) does not fit %d pages of %d tokens", kv->len,
             kv->prefill_len, st->sh.max_row_pages, st->sh.P);
     return 0;
   }
   for (int p = 0; p < npages; p++)
     if (kv->page_ids[p] < 0 || kv->page_ids[p] >= st->sh.max_pages) {
-      set_err(err, errlen, "page table entry %d is %d, outside the pool of %d pages", p, kv->page_ids[p], st->sh.max_pages);
+      exec_set_err(err, errlen, "page table entry %d is %d, outside the pool of %d pages", p, kv->page_ids[p], st->sh.max_pages);
       return 0;
     }
   return 1;
@@ -495,7 +276,7 @@ static void compute_kept(exec_state *st, const vxk_ctx *c) {
 
 static float tensor_value(const exec_state *st, int id, size_t i) {
   const exec_tensor *t = &st->pol.tensors[id];
-  float v = load_f32(st->ptrs[id], t->dtype, i);
+  float v = exec_load_f32(st->ptrs[id], t->dtype, i);
   return isnan(v) ? -INFINITY : v;
 }
 
@@ -615,7 +396,7 @@ static void compute_prob(exec_state *st, const vxk_ctx *c, const float *lse) {
       double dot = 0;
       for (int d = 0; d < c->D; d++)
         dot += (double)c->q[(size_t)g * (size_t)c->D + (size_t)d] *
-               load_f32(c->k, c->kv_dtype == VXK_F16 ? EXEC_F16 : c->kv_dtype == VXK_BF16 ? EXEC_BF16 : EXEC_F32, base + (size_t)d);
+               exec_load_f32(c->k, c->kv_dtype == VXK_F16 ? EXEC_F16 : c->kv_dtype == VXK_BF16 ? EXEC_BF16 : EXEC_F32, base + (size_t)d);
       prob[i] = (float)exp(dot / sqrt((double)c->D) - lse[g]);
     }
   }
@@ -654,7 +435,7 @@ int exec_append(exec_state *st, int row, int layer, const exec_kv *kv, int first
   if (!check_call(st, row, layer, kv, err, errlen))
     return 0;
   if (first < 0 || first >= kv->len) {
-    set_err(err, errlen, "first new token %d is outside the row of %d tokens", first, kv->len);
+    exec_set_err(err, errlen, "first new token %d is outside the row of %d tokens", first, kv->len);
     return 0;
   }
   run_summarise(st, row, layer, kv, first);
@@ -730,7 +511,7 @@ int exec_read_tensor(exec_state *st, int row, int layer, int head, const exec_kv
   bind_tensors(st, row, layer, head);
   int npages = (kv->len + st->sh.P - 1) / st->sh.P;
   size_t i = 0;
-  int paged = is_paged(t);
+  int paged = exec_is_paged(t);
   if (paged) {
     if (idx[0] < 0 || idx[0] >= npages)
       return 0;
@@ -742,7 +523,7 @@ int exec_read_tensor(exec_state *st, int row, int layer, int head, const exec_kv
       return 0;
     i = i * (size_t)e + (size_t)idx[d];
   }
-  *out = load_f32(st->ptrs[tensor], t->dtype, i);
+  *out = exec_load_f32(st->ptrs[tensor], t->dtype, i);
   return 1;
 }
 
@@ -750,11 +531,10 @@ int exec_read_tensor(exec_state *st, int row, int layer, int head, const exec_kv
 
 long exec_tensor_block(const exec_state *st, int tensor, int *paged) {
   const exec_tensor *t = &st->pol.tensors[tensor];
-  *paged = is_paged(t);
-  return tensor_elems(st, t, 1);
+  *paged = exec_is_paged(t);
+  return exec_tensor_elems(&st->pol, &st->sh, t, 1);
 }
 
-size_t exec_dtype_bytes(exec_dtype d) { return dtype_size(d); }
 
 const void *exec_const_data(const exec_state *st, int tensor) {
   return st->pol.tensors[tensor].kind == EXEC_CONST ? st->consts[tensor] : NULL;
