@@ -178,7 +178,7 @@ typedef struct art_owned {
   art_block *blocks;
 } art_owned;
 
-static void *arena_alloc(art_owned *o, size_t n) {
+static void *owned_alloc(art_owned *o, size_t n) {
   n = (n + 15) & ~(size_t)15;
   if (!n) n = 16;
   art_block *b = o->blocks;
@@ -197,9 +197,9 @@ static void *arena_alloc(art_owned *o, size_t n) {
   return p;
 }
 
-static char *arena_strdup(art_owned *o, const char *s) {
+static char *owned_strdup(art_owned *o, const char *s) {
   size_t n = strlen(s) + 1;
-  char *p = arena_alloc(o, n);
+  char *p = owned_alloc(o, n);
   if (p) memcpy(p, s, n);
   return p;
 }
@@ -248,7 +248,7 @@ static art_code get_string(art_reader *r, const cJSON *obj, const char *key, con
   if (!is_printable(it->valuestring))
     return fail(r->err, ART_EFORMAT, "manifest: %s%s'%s' holds a non-printable character",
                 r->path, r->path[0] ? ": " : "", key);
-  char *s = arena_strdup(r->o, it->valuestring);
+  char *s = owned_strdup(r->o, it->valuestring);
   if (!s) return fail(r->err, ART_ENOMEM, "out of memory reading the manifest");
   *out = s;
   return ART_OK;
@@ -314,7 +314,7 @@ static art_code get_array(art_reader *r, const cJSON *root, const char *key, siz
     return fail(r->err, ART_EFORMAT, "manifest: '%s' has %d entries; the limit is %d", key,
                 count, ART_MAX_ITEMS);
   *n = count;
-  *items = arena_alloc(r->o, (size_t)count * size);
+  *items = owned_alloc(r->o, (size_t)count * size);
   if (!*items) return fail(r->err, ART_ENOMEM, "out of memory reading the manifest");
   return ART_OK;
 }
@@ -393,7 +393,7 @@ static art_code read_fields(art_reader *r, const cJSON *root, art_manifest *m) {
     if (n > ART_MAX_AXES)
       return fail(r->err, ART_EFORMAT, "manifest: %s has %d axes; the limit is %d", r->path, n,
                   ART_MAX_AXES);
-    const char **list = arena_alloc(r->o, sizeof(char *) * (size_t)(n ? n : 1));
+    const char **list = owned_alloc(r->o, sizeof(char *) * (size_t)(n ? n : 1));
     if (!list) return fail(r->err, ART_ENOMEM, "out of memory reading the manifest");
     int j = 0;
     cJSON_ArrayForEach(ax, axes) {
@@ -401,7 +401,7 @@ static art_code read_fields(art_reader *r, const cJSON *root, art_manifest *m) {
           strlen(ax->valuestring) >= ART_MAX_STRING || !is_printable(ax->valuestring))
         return fail(r->err, ART_EFORMAT,
                     "manifest: %s: axes[%d] must be a non-empty printable string", r->path, j);
-      if (!(list[j] = arena_strdup(r->o, ax->valuestring)))
+      if (!(list[j] = owned_strdup(r->o, ax->valuestring)))
         return fail(r->err, ART_ENOMEM, "out of memory reading the manifest");
       j++;
     }
@@ -459,7 +459,7 @@ static art_code get_opt_names(art_reader *r, const cJSON *obj, const char *key,
   if (count > ART_MAX_ITEMS)
     return fail(r->err, ART_EFORMAT, "manifest: %s: '%s' has %d entries; the limit is %d",
                 r->path, key, count, ART_MAX_ITEMS);
-  const char **list = arena_alloc(r->o, sizeof(char *) * (size_t)(count ? count : 1));
+  const char **list = owned_alloc(r->o, sizeof(char *) * (size_t)(count ? count : 1));
   if (!list) return fail(r->err, ART_ENOMEM, "out of memory reading the manifest");
   int j = 0;
   cJSON_ArrayForEach(it, arr) {
@@ -471,7 +471,7 @@ static art_code get_opt_names(art_reader *r, const cJSON *obj, const char *key,
       if (strcmp(list[k], it->valuestring) == 0)
         return fail(r->err, ART_EFORMAT, "manifest: %s: %s[%d] and %s[%d] are both \"%s\"",
                     r->path, key, k, key, j, list[k]);
-    if (!(list[j] = arena_strdup(r->o, it->valuestring)))
+    if (!(list[j] = owned_strdup(r->o, it->valuestring)))
       return fail(r->err, ART_ENOMEM, "out of memory reading the manifest");
     j++;
   }
@@ -679,7 +679,7 @@ static art_code check_sections(art_manifest *m, const unsigned char *data, uint6
                   t->name, (unsigned long long)t->offset, (unsigned long long)t->size,
                   (unsigned long long)dlen);
   }
-  art_target **order = arena_alloc(o, sizeof(art_target *) * (size_t)(m->ntargets + 1));
+  art_target **order = owned_alloc(o, sizeof(art_target *) * (size_t)(m->ntargets + 1));
   if (!order) return fail(err, ART_ENOMEM, "out of memory reading the artifact");
   for (int i = 0; i < m->ntargets; i++) order[i] = &m->targets[i];
   qsort(order, (size_t)m->ntargets, sizeof *order, cmp_by_offset);
