@@ -169,6 +169,12 @@ vxrt_status vxrt_device_get_info(const vxrt_device *dev, vxrt_device_info *out) 
   return VXRT_OK;
 }
 
+vxrt_status vxrt_device_cuda_context(const vxrt_device *dev, void **ctx) {
+  if (!dev || !ctx) return vxrt_fail(VXRT_ERR_INVALID_ARG, "vxrt_device_cuda_context: NULL argument");
+  *ctx = dev->info.kind == VXRT_CUDA ? (void *)dev->ctx : NULL;
+  return VXRT_OK;
+}
+
 /* ------------------------------------------------------------------ memory */
 
 vxrt_status vxrt_mem_alloc(vxrt_device *dev, size_t bytes, uint64_t *addr) {

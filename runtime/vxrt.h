@@ -85,6 +85,12 @@ VXRT_API vxrt_status vxrt_device_close(vxrt_device *dev);
 
 VXRT_API vxrt_status vxrt_device_get_info(const vxrt_device *dev, vxrt_device_info *out);
 
+/* The CUcontext libvxrt created for a CUDA device (NULL on the CPU), for an engine that
+ * launches its own work beside libvxrt's on the same context (its kernels, cuBLAS) and hands
+ * its stream to vxrt_stream_wrap. libvxrt keeps ownership: never destroy it; push it
+ * (cuCtxPushCurrent) around the engine's own driver calls, as libvxrt does around its own. */
+VXRT_API vxrt_status vxrt_device_cuda_context(const vxrt_device *dev, void **ctx);
+
 /* ---------------------------------------------------------------- compiled policies */
 
 typedef struct vxrt_policy vxrt_policy;

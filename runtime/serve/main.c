@@ -265,7 +265,7 @@ int serve_load_policy(serve_ctx *x, const char *spec, const vxrt_param_override 
 
 /* ------------------------------------------------------------------ setup */
 
-static int parse_dense_layers(serve_ctx *x) {
+int serve_parse_dense_layers(serve_ctx *x) {
   int L = x->m->cfg.layers;
   const char *s = x->o.dense_layers;
   x->dense_layer = calloc((size_t)L, 1);
@@ -349,7 +349,7 @@ int serve_setup(serve_ctx *x, const char *cmd) {
     fprintf(stderr, "vx-serve: %s\n", err);
     return -1;
   }
-  if (parse_dense_layers(x) != 0)
+  if (serve_parse_dense_layers(x) != 0)
     return -1;
   vxrt_status s = vxrt_device_open((vxrt_device_kind)x->o.device, 0, &x->dev);
   if (s != VXRT_OK) {

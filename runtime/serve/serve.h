@@ -47,6 +47,8 @@ int serve_common_option(serve_opts *o, int argc, char **argv, int *i);
 void serve_opts_defaults(serve_opts *o);
 /* Loads everything; prints the error and returns -1 on failure. */
 int serve_setup(serve_ctx *x, const char *cmd);
+/* --dense-layers into x->dense_layer[layers] (x->m loaded); prints the error, -1 when bad. */
+int serve_parse_dense_layers(serve_ctx *x);
 /* Loads a policy (a .vxp, a .vx compiled by vxc, or a stdlib name) with overrides. */
 int serve_load_policy(serve_ctx *x, const char *spec, const vxrt_param_override *ovr, int novr,
                       vxrt_policy **out);
