@@ -243,13 +243,14 @@ static int vxfail(vxrt_status st, const char *what) {
   return st ? -1 : 0;
 }
 
-/* An extent of a field's axis: a number, or D, G, P; anything else counted as D. */
+/* An extent of a field's axis within one (page, KV head): a number, or D, G, P; the page and
+ * token axes themselves (npages, L) count 1. */
 static double axis_extent(const char *a, int D, int G, int P) {
   char *end;
   double v = strtod(a, &end);
   if (end != a && !*end)
     return v;
-  return !strcmp(a, "G") ? G : !strcmp(a, "P") ? P : D;
+  return !strcmp(a, "D") ? D : !strcmp(a, "G") ? G : !strcmp(a, "P") ? P : 1;
 }
 
 /* Bytes of a policy's page and token fields per (page, KV head) of one layer. */
@@ -305,7 +306,7 @@ static int gpu_step(gpu_bench *gb, vxrt_batch *b, vxrt_graph *graph, vxrt_event 
     return -1;
   if (mark && vxfail(vxrt_event_record(mark, s), "vxrt_event_record"))
     return -1;
-  return vxfail(vxrt_batch_commit(b), "vxrt_batch_commit");
+  return vxfail(vxrt_batch_commit(b), "vxrt_batch_commit") || fwdgpu_pace(gb->g, err) ? -1 : 0;
 }
 
 /* Warm-up steps, the capture, then `steps` timed replays of the graph. */

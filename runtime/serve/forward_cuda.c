@@ -33,6 +33,7 @@ typedef struct CUctx_st *fg_ctx;          /* CUcontext */
 typedef struct CUstream_st *fg_stream;    /* CUstream */
 typedef struct CUmod_st *fg_module;       /* CUmodule */
 typedef struct CUfunc_st *fg_func;        /* CUfunction */
+typedef struct CUevent_st *fg_event;      /* CUevent */
 typedef unsigned long long fg_dptr;       /* CUdeviceptr */
 typedef struct cublasContext *fg_blas;    /* cublasHandle_t */
 typedef int fg_blasres;                   /* cublasStatus_t */
@@ -40,6 +41,7 @@ typedef int fg_blasres;                   /* cublasStatus_t */
 enum {
   FG_STREAM_NON_BLOCKING = 1,     /* CU_STREAM_NON_BLOCKING */
   FG_CTX_SCHED_BLOCKING_SYNC = 4, /* CU_CTX_SCHED_BLOCKING_SYNC */
+  FG_EVENT_PACE = 1 | 2,          /* CU_EVENT_BLOCKING_SYNC | CU_EVENT_DISABLE_TIMING */
   FG_OP_N = 0, FG_OP_T = 1,       /* cublasOperation_t */
   FG_R_32F = 0, FG_R_16BF = 14,   /* cudaDataType */
   FG_COMPUTE_32F = 68,            /* cublasComputeType_t */
@@ -63,6 +65,10 @@ enum {
   X(cuModuleLoadData, "cuModuleLoadData", 1, (fg_module *, const void *))                          \
   X(cuModuleUnload, "cuModuleUnload", 1, (fg_module))                                              \
   X(cuModuleGetFunction, "cuModuleGetFunction", 1, (fg_func *, fg_module, const char *))           \
+  X(cuEventCreate, "cuEventCreate", 1, (fg_event *, unsigned))                                   \
+  X(cuEventRecord, "cuEventRecord", 1, (fg_event, fg_stream))                                      \
+  X(cuEventSynchronize, "cuEventSynchronize", 1, (fg_event))                                       \
+  X(cuEventDestroy, "cuEventDestroy_v2", 1, (fg_event))                                            \
   X(cuLaunchKernel, "cuLaunchKernel", 1,                                                           \
     (fg_func, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, fg_stream,     \
      void **, void **))
@@ -134,6 +140,8 @@ struct fwdgpu {
   vxrt_stream *vs;
   fg_blas blas;
   fg_module mod;
+  fg_event pace;    /* fwdgpu_pace's mark: blocking, no timing */
+  int paced;
   fg_dptr allocs[FG_MAX_ALLOCS];
   int nallocs;
   long allocations; /* host and device allocations made, for the per-step counter */
@@ -408,6 +416,10 @@ int fwdgpu_create(vxrt_device *dev, const model *m, int max_batch, fwdgpu_weight
   }
   FG_KERNELS(FG_GETK)
 #undef FG_GETK
+  if ((r = g->cu.cuEventCreate(&g->pace, FG_EVENT_PACE))) {
+    cu_fail(g, r, "cuEventCreate", err);
+    goto fail;
+  }
   if (vxrt_stream_wrap(dev, g->cs, &g->vs) != VXRT_OK) {
     serve_errf(err, "vxrt_stream_wrap: %s", vxrt_last_error());
     goto fail;
@@ -438,6 +450,8 @@ void fwdgpu_destroy(fwdgpu *g) {
   vxrt_stream_free(g->vs);
   for (int i = 0; i < g->nallocs; i++)
     g->cu.cuMemFree(g->allocs[i]);
+  if (g->pace)
+    g->cu.cuEventDestroy(g->pace);
   if (g->mod)
     g->cu.cuModuleUnload(g->mod);
   if (g->cs)
@@ -541,6 +555,14 @@ int fwdgpu_step(fwdgpu *g, vxrt_batch *b, int n, char *err) {
   void *am[] = {&g->logits, &g->tok, &V};
   void *pi[] = {&g->pos, &un};
   return launch(g, g->k.argmax, un, 1, 256, am, err) || launch(g, g->k.pos_inc, 1, 1, 256, pi, err) ? -1 : 0;
+}
+
+int fwdgpu_pace(fwdgpu *g, char *err) {
+  if (g->paced)
+    CU(cuEventSynchronize(g->pace), err);
+  CU(cuEventRecord(g->pace, g->cs), err);
+  g->paced = 1;
+  return 0;
 }
 
 static int download(fwdgpu *g, void *dst, fg_dptr src, size_t bytes, char *err) {

@@ -51,6 +51,10 @@ int fwdgpu_set_rows(fwdgpu *g, const int32_t *tokens, const int32_t *pos, int n,
  * RMSNorm, SwiGLU MLP and residual; then the final norm, the logits, greedy tokens into the
  * next step's input, positions + 1. Launches only: capturable in a graph. */
 int fwdgpu_step(fwdgpu *g, vxrt_batch *b, int n, char *err);
+/* Called after each step is queued: waits, blocking (the thread sleeps, it does not spin),
+ * until the step queued before it has finished, then marks this one. The host so stays one
+ * step ahead of the GPU, and libvxrt's own wait in the next vxrt_batch_prepare is short. */
+int fwdgpu_pace(fwdgpu *g, char *err);
 /* Waits for the stream and copies the last step's logits [n][vocab] / greedy tokens [n]. */
 int fwdgpu_read_logits(fwdgpu *g, float *dst, int n, char *err);
 int fwdgpu_read_tokens(fwdgpu *g, int32_t *dst, int n, char *err);
